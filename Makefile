@@ -1,0 +1,23 @@
+# lgap — common entry points. `make test` is what CI runs (.ci/run).
+SWIFT ?= swift
+# Numeric code is ~100x slower in debug builds, so tests build in release with @testable enabled.
+RELEASE := -c release
+TESTFLAGS := $(RELEASE) -Xswiftc -enable-testing
+
+.PHONY: deps build test bench clean
+
+deps:
+	scripts/setup-debian.sh
+
+build: deps
+	$(SWIFT) build $(RELEASE)
+
+test: deps
+	$(SWIFT) build $(TESTFLAGS) --build-tests
+	$(SWIFT) test $(TESTFLAGS) --skip-build
+
+bench: build
+	.build/release/lgap-bench
+
+clean:
+	rm -rf .build

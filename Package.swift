@@ -1,0 +1,49 @@
+// swift-tools-version: 6.1
+// lgap — Language-Guided Adversarial Purification as a service. The target graph mirrors the
+// architecture: C libraries enter through one target each; Tensor → NN → Models; the daemon and CLI
+// sit on top. See README.md for the picture.
+import PackageDescription
+
+// Release builds stay portable (baseline x86-64 for Swift code); the hot loops in CKernels carry
+// AVX-512/AVX2 clones chosen at load time, and GEMMs run in OpenBLAS, which dispatches by CPU itself.
+let optimize: [CSetting] = [.unsafeFlags(["-O3"], .when(configuration: .release))]
+
+let package = Package(
+    name: "lgap",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "lgapctl", targets: ["lgapctl"]),
+        .executable(name: "lgap-bench", targets: ["lgap-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // C libraries: system targets are a module map and a shim header each.
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        .target(name: "CImageIO", cSettings: optimize,
+                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
+        .target(name: "CKernels", cSettings: optimize),
+
+        // The engine.
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
+        .target(name: "NN", dependencies: ["Tensor"]),
+        .target(name: "ImageIO", dependencies: ["CImageIO", "Tensor"]),
+        .target(name: "Digest"),
+
+        // Programs.
+        .executableTarget(name: "lgapctl", dependencies: [
+            "Tensor", "NN", "ImageIO",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO"]),
+
+        // Tests.
+        .target(name: "TestSupport", dependencies: ["Tensor", "NN"], path: "Tests/TestSupport"),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "NN", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "TestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,55 @@
+// Hot inner loops of the tensor engine, in C so one binary carries AVX-512, AVX2 and baseline
+// versions of each (GCC/Clang target_clones: the loader picks one for the CPU it runs on).
+// All functions take contiguous float32 buffers; shapes are the caller's responsibility (Tensor checks).
+#ifndef LGAP_CKERNELS_H
+#define LGAP_CKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Activations, in place over n elements.
+void lgap_relu(float *x, ptrdiff_t n);
+void lgap_silu(float *x, ptrdiff_t n);
+/// x * 0.5 * (1 + erf(x / sqrt 2)), erf by Abramowitz–Stegun 7.1.26 (|err| ≤ 1.5e-7, as ATen's vectorised erf).
+void lgap_gelu_erf(float *x, ptrdiff_t n);
+/// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
+void lgap_gelu_tanh(float *x, ptrdiff_t n);
+/// x * sigmoid(1.702 x) (OpenAI CLIP's QuickGELU).
+void lgap_quick_gelu(float *x, ptrdiff_t n);
+/// out[i] = exp(x[i]), |relative error| ≤ 2 ulp over the float range.
+void lgap_exp(const float *x, float *out, ptrdiff_t n);
+
+/// Softmax over each row of a [rows, cols] matrix, in place. Rows of all -inf give zeros.
+void lgap_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t cols);
+
+/// y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b for each row of [rows, cols]; w, b may be NULL.
+void lgap_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t cols,
+                         const float *w, const float *b, float eps);
+
+/// Group norm of one sample x: [c, hw] with `groups` groups of c/groups channels; w, b: [c] or NULL.
+void lgap_groupnorm(const float *x, float *y, ptrdiff_t c, ptrdiff_t hw, ptrdiff_t groups,
+                    const float *w, const float *b, float eps);
+
+/// im2col for one image x: [c, h, w] → col: [c*kh*kw, rows*wo] covering output rows [row0, row0+rows).
+void lgap_im2col(const float *x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw,
+                 ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t wo,
+                 ptrdiff_t row0, ptrdiff_t rows, float *col);
+
+/// y = a * x + y over n elements.
+void lgap_axpy(float a, const float *x, float *y, ptrdiff_t n);
+/// out[i] = x[i] + y[i] (out may alias x or y).
+void lgap_add(const float *x, const float *y, float *out, ptrdiff_t n);
+/// out[i] = x[i] * y[i] (out may alias x or y).
+void lgap_mul(const float *x, const float *y, float *out, ptrdiff_t n);
+/// x[r, j] += bias[j] for a [rows, cols] matrix.
+void lgap_add_row_bias(float *x, const float *bias, ptrdiff_t rows, ptrdiff_t cols);
+/// x[c, j] += bias[c] for a [channels, inner] block.
+void lgap_add_channel_bias(float *x, const float *bias, ptrdiff_t channels, ptrdiff_t inner);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,205 @@
+// Inner loops of the tensor engine. Each public loop is compiled three times (AVX-512, AVX2+FMA,
+// baseline x86-64) with target_clones; the dynamic loader picks the best for the running CPU, so a
+// release binary stays portable while using the wide units where they exist.
+#include "CKernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__linux__)
+#define LGAP_CLONES __attribute__((target_clones("avx512f", "arch=haswell", "default")))
+#else
+#define LGAP_CLONES
+#endif
+
+typedef union { float f; int32_t i; } fbits;
+
+// exp(x) as 2^n * p(r), r = x - n ln2 in [-ln2/2, ln2/2], Cephes' degree-6 polynomial (≈1 ulp).
+static inline float exp_approx(float x) {
+    x = x < -87.3365f ? -87.3365f : x;       // exp(-87.34) is the smallest normal float
+    x = x > 88.7228f ? 88.7228f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693359375f;           // ln2 split in two for an exact reduction
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    fbits s;
+    s.i = ((int32_t)n + 127) << 23;
+    return p * s.f;
+}
+
+LGAP_CLONES void lgap_exp(const float *x, float *out, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = exp_approx(x[i]);
+}
+
+LGAP_CLONES void lgap_relu(float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+LGAP_CLONES void lgap_silu(float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + exp_approx(-x[i]));
+}
+
+LGAP_CLONES void lgap_quick_gelu(float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) x[i] = x[i] / (1.0f + exp_approx(-1.702f * x[i]));
+}
+
+LGAP_CLONES void lgap_gelu_erf(float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float z = v * 0.70710678118654752f;
+        float az = fabsf(z);
+        float t = 1.0f / (1.0f + 0.3275911f * az);
+        float poly = ((((1.061405429f * t - 1.453152027f) * t + 1.421413741f) * t - 0.284496736f) * t
+                      + 0.254829592f) * t;
+        float e = 1.0f - poly * exp_approx(-az * az);
+        float erf = z < 0.0f ? -e : e;
+        x[i] = 0.5f * v * (1.0f + erf);
+    }
+}
+
+LGAP_CLONES void lgap_gelu_tanh(float *x, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) {
+        float v = x[i];
+        float u = 0.79788456080286536f * (v + 0.044715f * v * v * v);
+        float au = fabsf(u);
+        float th = 1.0f - 2.0f / (exp_approx(2.0f * au) + 1.0f);
+        th = u < 0.0f ? -th : th;
+        x[i] = 0.5f * v * (1.0f + th);
+    }
+}
+
+LGAP_CLONES void lgap_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t cols) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * cols;
+        float m = -INFINITY;
+        for (ptrdiff_t j = 0; j < cols; j++) m = row[j] > m ? row[j] : m;
+        if (m == -INFINITY) {
+            memset(row, 0, (size_t)cols * sizeof(float));
+            continue;
+        }
+        float sum = 0.0f;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            float e = exp_approx(row[j] - m);
+            row[j] = e;
+            sum += e;
+        }
+        float inv = 1.0f / sum;
+        for (ptrdiff_t j = 0; j < cols; j++) row[j] *= inv;
+    }
+}
+
+// Mean and 1/sqrt(var + eps) of n floats; double accumulation keeps large groups exact enough.
+static inline void moments(const float *x, ptrdiff_t n, float eps, float *mean, float *rstd) {
+    double s = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) s += x[i];
+    double mu = s / (double)n;
+    double v = 0.0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        double d = x[i] - mu;
+        v += d * d;
+    }
+    *mean = (float)mu;
+    *rstd = (float)(1.0 / sqrt(v / (double)n + (double)eps));
+}
+
+LGAP_CLONES void lgap_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t cols,
+                                     const float *w, const float *b, float eps) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        const float *xr = x + r * cols;
+        float *yr = y + r * cols;
+        float mean, rstd;
+        moments(xr, cols, eps, &mean, &rstd);
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            float v = (xr[j] - mean) * rstd;
+            if (w) v *= w[j];
+            if (b) v += b[j];
+            yr[j] = v;
+        }
+    }
+}
+
+LGAP_CLONES void lgap_groupnorm(const float *x, float *y, ptrdiff_t c, ptrdiff_t hw, ptrdiff_t groups,
+                                const float *w, const float *b, float eps) {
+    ptrdiff_t per = c / groups;
+    for (ptrdiff_t g = 0; g < groups; g++) {
+        const float *xg = x + g * per * hw;
+        float mean, rstd;
+        moments(xg, per * hw, eps, &mean, &rstd);
+        for (ptrdiff_t ch = g * per; ch < (g + 1) * per; ch++) {
+            float scale = rstd * (w ? w[ch] : 1.0f);
+            float shift = (b ? b[ch] : 0.0f) - mean * scale;
+            const float *xc = x + ch * hw;
+            float *yc = y + ch * hw;
+            for (ptrdiff_t i = 0; i < hw; i++) yc[i] = xc[i] * scale + shift;
+        }
+    }
+}
+
+LGAP_CLONES void lgap_im2col(const float *x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw,
+                             ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t wo,
+                             ptrdiff_t row0, ptrdiff_t rows, float *col) {
+    ptrdiff_t cols = rows * wo;
+    for (ptrdiff_t ch = 0; ch < c; ch++) {
+        const float *xc = x + ch * h * w;
+        for (ptrdiff_t ki = 0; ki < kh; ki++) {
+            for (ptrdiff_t kj = 0; kj < kw; kj++) {
+                float *dst = col + ((ch * kh + ki) * kw + kj) * cols;
+                // Output columns whose input column ox*sw - pw + kj lies inside [0, w).
+                ptrdiff_t lo = pw - kj > 0 ? (pw - kj + sw - 1) / sw : 0;
+                ptrdiff_t hi = (w - 1 + pw - kj) >= 0 ? (w - 1 + pw - kj) / sw + 1 : 0;
+                if (hi > wo) hi = wo;
+                if (lo > hi) lo = hi;
+                for (ptrdiff_t r = 0; r < rows; r++) {
+                    ptrdiff_t iy = (row0 + r) * sh - ph + ki;
+                    float *d = dst + r * wo;
+                    if (iy < 0 || iy >= h) {
+                        memset(d, 0, (size_t)wo * sizeof(float));
+                        continue;
+                    }
+                    const float *src = xc + iy * w - pw + kj;
+                    for (ptrdiff_t ox = 0; ox < lo; ox++) d[ox] = 0.0f;
+                    if (sw == 1) {
+                        memcpy(d + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+                    } else {
+                        for (ptrdiff_t ox = lo; ox < hi; ox++) d[ox] = src[ox * sw];
+                    }
+                    for (ptrdiff_t ox = hi; ox < wo; ox++) d[ox] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+LGAP_CLONES void lgap_axpy(float a, const float *x, float *y, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+LGAP_CLONES void lgap_add(const float *x, const float *y, float *out, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = x[i] + y[i];
+}
+
+LGAP_CLONES void lgap_mul(const float *x, const float *y, float *out, ptrdiff_t n) {
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = x[i] * y[i];
+}
+
+LGAP_CLONES void lgap_add_row_bias(float *x, const float *bias, ptrdiff_t rows, ptrdiff_t cols) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *xr = x + r * cols;
+        for (ptrdiff_t j = 0; j < cols; j++) xr[j] += bias[j];
+    }
+}
+
+LGAP_CLONES void lgap_add_channel_bias(float *x, const float *bias, ptrdiff_t channels, ptrdiff_t inner) {
+    for (ptrdiff_t ch = 0; ch < channels; ch++) {
+        float *xc = x + ch * inner;
+        float v = bias[ch];
+        for (ptrdiff_t i = 0; i < inner; i++) xc[i] += v;
+    }
+}

@@ -1,0 +1,81 @@
+// Naive reference implementations of the GEMM-backed ops, checked against the fast paths on random
+// shapes the goldens do not cover (odd sizes, batch > 1, the im2col row-band path).
+import Tensor
+import TestSupport
+import XCTest
+
+final class NaiveReferenceTests: XCTestCase {
+    struct LCG {
+        var state: UInt64
+        mutating func next() -> Float {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: state >> 11) % 2000) / 1000 - 1
+        }
+    }
+
+    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var g = LCG(state: seed)
+        return Tensor(shape: shape, data: (0..<Tensor.elementCount(shape)).map { _ in g.next() })
+    }
+
+    /// Direct 7-loop convolution.
+    func naiveConv(_ x: Tensor, _ w: Tensor, _ b: Tensor?, stride: Int, pad: Int) -> Tensor {
+        let (n, ci, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (co, k) = (w.shape[0], w.shape[2])
+        let ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1
+        let xs = x.scalars, ws = w.scalars, bs = b?.scalars
+        var out = [Float](repeating: 0, count: n * co * ho * wo)
+        for i in 0..<n { for o in 0..<co { for y in 0..<ho { for xx in 0..<wo {
+            var acc: Float = bs?[o] ?? 0
+            for c in 0..<ci { for ky in 0..<k { for kx in 0..<k {
+                let iy = y * stride - pad + ky, ix = xx * stride - pad + kx
+                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                    acc += xs[((i * ci + c) * h + iy) * wd + ix] * ws[((o * ci + c) * k + ky) * k + kx]
+                }
+            } } }
+            out[((i * co + o) * ho + y) * wo + xx] = acc
+        } } } }
+        return Tensor(shape: [n, co, ho, wo], data: out)
+    }
+
+    func testConvMatchesNaive() {
+        for (i, (n, ci, h, w, co, k, s, p)) in [(3, 5, 13, 9, 7, 3, 1, 1), (2, 3, 10, 10, 4, 3, 2, 1), (1, 4, 6, 7, 2, 1, 1, 0),
+                                              (2, 2, 9, 9, 3, 2, 2, 0)].enumerated() {
+            let x = random([n, ci, h, w], seed: UInt64(i * 3 + 1)), wt = random([co, ci, k, k], seed: UInt64(i * 3 + 2))
+            let b = random([co], seed: UInt64(i * 3 + 3))
+            let c = compare(conv2d(x, weight: wt, bias: b, stride: (s, s), padding: (p, p)), naiveConv(x, wt, b, stride: s, pad: p),
+                            atol: 1e-4, rtol: 1e-4, name: "conv naive \(i)")
+            XCTAssert(c.ok, c.report)
+        }
+    }
+
+    func testConvRowBandsMatchSinglePass() {
+        // 64 channels × 3×3 at 96×96 needs more columns than one im2col band holds.
+        let x = random([1, 64, 96, 96], seed: 9), w = random([8, 64, 3, 3], seed: 10)
+        let y = conv2d(x, weight: w, bias: nil, padding: (1, 1))
+        let ref = naiveConv(x, w, nil, stride: 1, pad: 1)
+        let c = compare(y, ref, atol: 1e-3, rtol: 1e-4, name: "conv bands")
+        XCTAssert(c.ok, c.report)
+    }
+
+    func testMatmulMatchesNaive() {
+        let a = random([3, 17, 29], seed: 5), b = random([29, 13], seed: 6)
+        let y = matmul(a, b)
+        let av = a.scalars, bv = b.scalars
+        var ref = [Float](repeating: 0, count: 3 * 17 * 13)
+        for r in 0..<(3 * 17) { for j in 0..<13 { for t in 0..<29 { ref[r * 13 + j] += av[r * 29 + t] * bv[t * 13 + j] } } }
+        let c = compare(y, Tensor(shape: [3, 17, 13], data: ref), atol: 1e-4, rtol: 1e-4, name: "matmul naive")
+        XCTAssert(c.ok, c.report)
+    }
+
+    func testTensorCopyOnWrite() {
+        let a = Tensor(shape: [2, 2], data: [1, 2, 3, 4])
+        var b = a
+        b[flat: 0] = 9
+        XCTAssertEqual(a.scalars, [1, 2, 3, 4])
+        XCTAssertEqual(b.scalars, [9, 2, 3, 4])
+        let r = a.reshaped([4])
+        XCTAssertEqual(r.shape, [4])
+        XCTAssertEqual(a.reshaped([-1, 1]).shape, [4, 1])
+    }
+}

@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Trains the default pack's caption-guided denoiser: a CLIP text encoder + a pixel-space 32x32
+UNet2DConditionModel (diffusers), jointly, on ../shared CIFAR-10 with the captions of
+tools/lgaptools/captions.py.
+
+- Objective: epsilon prediction (DDPM, linear betas 1e-4..0.02, 1000 steps). Timesteps are weighted
+  toward the purification range: with probability --low-frac t ~ U[0, --low-max), else t ~ U[0, 1000).
+- Classifier-free guidance: the caption is replaced by "" with probability --drop (the unconditional
+  branch the purifier uses).
+- Augmentation: horizontal flips only (colour words in captions must stay true).
+- Exported weights are an EMA of the trained ones.
+- Resumable: a checkpoint is written every --ckpt-minutes to --out; rerunning the same command resumes, and
+  a checkpoint from a different configuration is refused.
+- Validation on 1,000 held-out training images (every 50th): epsilon MSE and one-step x0 PSNR at
+  t = 50, 100, 200, 300, with fixed noise.
+
+Run (through the launcher that sets up threads and tcmalloc):
+    tools/train/run.sh tools/train/train_diffusion.py --arch medium --steps 6000
+Export the EMA weights into the pack:
+    tools/train/run.sh tools/train/train_diffusion.py --arch medium --export models/cifar10-mini
+Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/{text_encoder,tokenizer,unet,scheduler}.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from lgaptools import captions, cifar, cliptok, trainloop  # noqa: E402
+
+ARCHS = {
+    # name: (block_out_channels, layers_per_block, cross-attention at 16x16 too (else only at 8x8))
+    "small": ((32, 64, 128), 1, True),
+    "small2": ((32, 64, 128), 2, True),
+    "medium": ((64, 128, 128), 1, True),
+    "medium-lowattn": ((64, 128, 128), 1, False),
+    "medium2-lowattn": ((64, 128, 128), 2, False),
+    "wide-lowattn": ((64, 128, 256), 1, False),
+    "wide2-lowattn": ((64, 128, 256), 2, False),
+}
+TEXT = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+            max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu",
+            bos_token_id=49406, eos_token_id=49407, pad_token_id=49407, projection_dim=128)
+SCHEDULER = dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+                 clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon",
+                 timestep_spacing="leading")
+
+
+def unet_config(arch):
+    channels, layers, attn16 = ARCHS[arch]
+    mid = "CrossAttnDownBlock2D" if attn16 else "DownBlock2D"
+    mid_up = "CrossAttnUpBlock2D" if attn16 else "UpBlock2D"
+    return dict(sample_size=32, in_channels=3, out_channels=3, layers_per_block=layers,
+                block_out_channels=list(channels),
+                down_block_types=["DownBlock2D", mid, "CrossAttnDownBlock2D"],
+                up_block_types=["CrossAttnUpBlock2D", mid_up, "UpBlock2D"],
+                mid_block_type="UNetMidBlock2DCrossAttn", cross_attention_dim=TEXT["hidden_size"],
+                attention_head_dim=4, norm_num_groups=32, flip_sin_to_cos=True, freq_shift=0)
+
+
+def build(config):
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+    unet = UNet2DConditionModel(**config["unet"])
+    text = CLIPTextModel(CLIPTextConfig(**config["text"]))
+    return unet, text
+
+
+def split_indices(n):
+    val = np.arange(0, n, 50)
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val
+
+
+def caption_ids(images, labels, tokenizer):
+    """CLIP token ids [N, 77] of every image's caption (cached: captions are deterministic)."""
+    key = trainloop.config_hash(dict(n=len(images), first=images[0].tobytes().hex()[:64],
+                                     src=Path(captions.__file__).read_text()))
+    cached = cifar.cache_dir() / f"caption-ids-{key}.npy"
+    if cached.is_file():
+        return torch.from_numpy(np.load(cached))
+    caps = [captions.caption(int(l), im) for im, l in zip(images, labels)]
+    ids = tokenizer(caps, padding="max_length", max_length=77, truncation=True, return_tensors="np").input_ids
+    np.save(cached, ids.astype(np.int64))
+    return torch.from_numpy(ids.astype(np.int64))
+
+
+def to_model_range(uint8_batch):
+    return torch.from_numpy(uint8_batch).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+@torch.no_grad()
+def validate(unet, text, x0, ids, alphas_cumprod, seed=1234):
+    unet.eval(); text.eval()
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(x0.shape, generator=g)
+    out = {}
+    ctx = torch.cat([text(ids[i:i + 250])[0] for i in range(0, len(ids), 250)])
+    for t in (50, 100, 200, 300):
+        a = alphas_cumprod[t]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        eps = torch.cat([unet(xt[i:i + 250], t, encoder_hidden_states=ctx[i:i + 250]).sample
+                         for i in range(0, len(x0), 250)])
+        x0_hat = ((xt - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+        mse01 = ((x0_hat - x0) / 2).pow(2).mean(dim=(1, 2, 3))
+        out[f"val_mse_t{t}"] = float(F.mse_loss(eps, noise))
+        out[f"val_psnr_t{t}"] = float((-10 * torch.log10(mse01)).mean())
+    unet.train(); text.train()
+    return out
+
+
+def export(unet, text, ema_unet, ema_text, pack, tokenizer_dir_src=None):
+    from diffusers import DDIMScheduler
+    pack = Path(pack)
+    unet.load_state_dict(ema_unet)
+    text.load_state_dict(ema_text)
+    unet.to(torch.float16).save_pretrained(pack / "unet", safe_serialization=True)
+    text.to(torch.float16).save_pretrained(pack / "text_encoder", safe_serialization=True)
+    cliptok.write_tokenizer_folder(pack / "tokenizer")
+    DDIMScheduler(**SCHEDULER).save_pretrained(pack / "scheduler")
+    print(f"exported EMA weights to {pack}")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="medium", choices=sorted(ARCHS))
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--warmup", type=int, default=300)
+    p.add_argument("--drop", type=float, default=0.15, help="caption dropout probability (CFG)")
+    p.add_argument("--low-frac", type=float, default=0.85)
+    p.add_argument("--low-max", type=int, default=500)
+    p.add_argument("--ema", type=float, default=0.999)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="checkpoint folder (default ~/.cache/lgap/train/diffusion-ARCH)")
+    p.add_argument("--ckpt-minutes", type=float, default=5.0)
+    p.add_argument("--val-every", type=int, default=500)
+    p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (pilots)")
+    p.add_argument("--export", default=None, metavar="PACK", help="export EMA weights from the checkpoint and exit")
+    args = p.parse_args()
+
+    threads = trainloop.setup_threads()
+    config = dict(kind="diffusion", arch=args.arch, unet=unet_config(args.arch), text=TEXT, scheduler=SCHEDULER,
+                  batch=args.batch, lr=args.lr, warmup=args.warmup, drop=args.drop, low_frac=args.low_frac,
+                  low_max=args.low_max, ema=args.ema, seed=args.seed)
+    # --steps is not part of the configuration: the learning rate is constant after warm-up, so a run
+    # can be extended by resuming with a larger --steps.
+    out = Path(args.out or cifar.cache_dir() / "train" / f"diffusion-{args.arch}")
+    ckpt = trainloop.Checkpointer(out, config, every_s=args.ckpt_minutes * 60)
+    trainloop.seed_everything(args.seed)
+    unet, text = build(config)
+    print(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params, "
+          f"text encoder {sum(p.numel() for p in text.parameters()) / 1e6:.2f}M, torch threads {threads}", flush=True)
+    params = list(unet.parameters()) + list(text.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
+    ema_u, ema_t = trainloop.EMA(unet, args.ema), trainloop.EMA(text, args.ema)
+    step = 0
+    state = ckpt.load()
+    if state:
+        unet.load_state_dict(state["unet"]); text.load_state_dict(state["text"])
+        opt.load_state_dict(state["opt"]); ema_u.load_state_dict(state["ema_unet"]); ema_t.load_state_dict(state["ema_text"])
+        step = state["step"]
+        print(f"resumed from {ckpt.path} at step {step}", flush=True)
+    if args.export:
+        if not state:
+            raise SystemExit(f"no checkpoint in {out} to export")
+        export(unet, text, ema_u.state_dict(), ema_t.state_dict(), args.export)
+        return
+
+    from transformers import CLIPTokenizer
+    tok_dir = cifar.cache_dir() / "clip-tokenizer"
+    tokenizer = cliptok.write_tokenizer_folder(tok_dir) if not (tok_dir / "vocab.json").is_file() \
+        else CLIPTokenizer.from_pretrained(str(tok_dir))
+    images, labels, _ = cifar.load("train")
+    tr, va = split_indices(len(images))
+    ids = caption_ids(images, labels, tokenizer)
+    empty_ids = torch.tensor(tokenizer("", padding="max_length", max_length=77).input_ids)
+    x_val, ids_val = to_model_range(images[va]), ids[va]
+    betas = torch.linspace(SCHEDULER["beta_start"], SCHEDULER["beta_end"], 1000, dtype=torch.float64)
+    alphas_cumprod = torch.cumprod(1 - betas, 0).float()
+
+    rng = np.random.default_rng(args.seed * 1000003 + step)
+    progress = trainloop.Progress(args.steps, args.batch, step, out / "log.jsonl")
+    t_end = time.time() + args.minutes * 60 if args.minutes else None
+    losses = []
+    unet.train(); text.train()
+    while step < args.steps:
+        idx = rng.choice(tr, size=args.batch, replace=False)
+        batch = images[idx]
+        flip = rng.random(args.batch) < 0.5
+        batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
+        x0 = to_model_range(np.ascontiguousarray(batch))
+        tok = ids[idx].clone()
+        tok[torch.from_numpy(rng.random(args.batch) < args.drop)] = empty_ids
+        low = rng.random(args.batch) < args.low_frac
+        t = np.where(low, rng.integers(0, args.low_max, args.batch), rng.integers(0, 1000, args.batch))
+        t = torch.from_numpy(t)
+        noise = torch.randn_like(x0)
+        a = alphas_cumprod[t].view(-1, 1, 1, 1)
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        ctx = text(tok)[0]
+        loss = F.mse_loss(unet(xt, t, encoder_hidden_states=ctx).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_u.update(unet, step); ema_t.update(text, step)
+        step += 1
+        losses.append(float(loss))
+        metrics = {}
+        if step % args.val_every == 0 or step == args.steps:
+            saved_u, saved_t = unet.state_dict(), text.state_dict()
+            saved_u = {k: v.clone() for k, v in saved_u.items()}; saved_t = {k: v.clone() for k, v in saved_t.items()}
+            unet.load_state_dict(ema_u.state_dict()); text.load_state_dict(ema_t.state_dict())
+            metrics = validate(unet, text, x_val, ids_val, alphas_cumprod)
+            unet.load_state_dict(saved_u); text.load_state_dict(saved_t)
+        if step % 25 == 0 or step <= 3 or metrics:
+            progress.report(step, loss=float(np.mean(losses[-25:])), lr=lr, **metrics)
+        stop = t_end is not None and time.time() > t_end
+        if ckpt.due() or step == args.steps or stop:
+            ckpt.save(unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
+                      ema_unet=ema_u.state_dict(), ema_text=ema_t.state_dict(), step=step)
+        if stop:
+            print(f"stopping after {args.minutes} min at step {step}", flush=True)
+            break
+
+
+if __name__ == "__main__":
+    main()
