@@ -31,19 +31,21 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "ImageIO", dependencies: ["CImageIO", "Tensor"]),
         .target(name: "Digest"),
+        .target(name: "Models", dependencies: ["Tensor", "NN", "ImageIO"]),
 
         // Programs.
         .executableTarget(name: "lgapctl", dependencies: [
-            "Tensor", "NN", "ImageIO",
+            "Tensor", "NN", "ImageIO", "Models", "Digest",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO"]),
+        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models"]),
 
         // Tests.
         .target(name: "TestSupport", dependencies: ["Tensor", "NN"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "NN", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

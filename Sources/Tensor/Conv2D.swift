@@ -1,5 +1,6 @@
 // 2-D convolution as im2col + GEMM (a direct GEMM for 1×1), and batch-norm folding.
 import CKernels
+import Dispatch
 
 /// Largest im2col buffer (floats) one GEMM call works on; larger outputs are done in row bands so a
 /// 384-pixel VAE layer does not need a gigabyte of columns.
@@ -22,28 +23,41 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     let kdim = cin * kh * kw, plane = ho * wo
     let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
     let bandRows = max(1, min(ho, im2colBudget / max(1, kdim * wo)))
-    let col = direct ? nil : Tensor(uninitialized: [kdim * bandRows * wo])
-    x.withData { xp in weight.withData { wp in out.withFreshData { op in
-        for img in 0..<n {
-            let xi = xp + img * cin * h * w
-            let oi = op + img * cout * plane
-            if direct {
-                BLAS.sgemm(m: cout, n: plane, k: cin, a: wp, lda: cin, b: xi, ldb: plane, c: oi, ldc: plane)
-            } else if let col {
-                col.withFreshData { cp in
-                    var row0 = 0
-                    while row0 < ho {
-                        let rows = min(bandRows, ho - row0)
-                        lgap_im2col(xi, cin, h, w, kh, kw, sh, sw, ph, pw, wo, row0, rows, cp)
-                        BLAS.sgemm(m: cout, n: rows * wo, k: kdim, a: wp, lda: kdim, b: cp, ldb: rows * wo,
-                                   c: oi + row0 * wo, ldc: plane)
-                        row0 += rows
+    // Batches spread images over the workers (one single-threaded GEMM each); a single image lets the
+    // GEMM split itself.
+    let workers = n >= 2 ? min(Engine.threads, n) : 1
+    let colSize = direct ? 0 : kdim * bandRows * wo
+    let cols = Tensor(uninitialized: [max(1, workers * colSize)])
+    x.withData { xp in weight.withData { wp in out.withFreshData { op in cols.withFreshData { colp in
+        withOptionalData(bias) { bp in
+            let (px, pw_, po, pc) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op), SendablePointer(colp))
+            let pb = bp.map { SendablePointer($0) }
+            let perImage = (n + workers - 1) / workers
+            let run: @Sendable (Int) -> Void = { worker in
+                let wptr = UnsafePointer(pw_.pointer)
+                for img in (worker * perImage)..<min(n, (worker + 1) * perImage) {
+                    let xi = UnsafePointer(px.pointer + img * cin * h * w)
+                    let oi = po.pointer + img * cout * plane
+                    if direct {
+                        BLAS.sgemm(m: cout, n: plane, k: cin, a: wptr, lda: cin, b: xi, ldb: plane, c: oi, ldc: plane,
+                                   parallel: workers == 1)
+                    } else {
+                        let cp = pc.pointer + worker * colSize
+                        var row0 = 0
+                        while row0 < ho {
+                            let rows = min(bandRows, ho - row0)
+                            lgap_im2col(xi, cin, h, w, kh, kw, sh, sw, ph, pw, wo, row0, rows, cp)
+                            BLAS.sgemm(m: cout, n: rows * wo, k: kdim, a: wptr, lda: kdim, b: UnsafePointer(cp), ldb: rows * wo,
+                                       c: oi + row0 * wo, ldc: plane, parallel: workers == 1)
+                            row0 += rows
+                        }
                     }
+                    if let pb { lgap_add_channel_bias(oi, pb.pointer, cout, plane) }
                 }
             }
-            if let bias { bias.withData { lgap_add_channel_bias(oi, $0, cout, plane) } }
+            if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
         }
-    } } }
+    } } } }
     return out
 }
 

@@ -73,3 +73,26 @@ func withOptionalData<R>(_ t: Tensor?, _ body: (UnsafePointer<Float>?) -> R) -> 
     if let t { return t.withData { body($0) } }
     return body(nil)
 }
+
+/// y = x · scale[c] + shift[c] over [N, C, *], optionally followed by ReLU: a batch norm that cannot be
+/// folded into a convolution (pre-activation blocks), with its statistics already reduced to scale/shift.
+public func channelAffine(_ x: Tensor, scale: Tensor, shift: Tensor, relu: Bool = false) -> Tensor {
+    let n = x.shape[0], c = x.shape[1], inner = x.count / max(n * c, 1)
+    precondition(scale.shape == [c] && shift.shape == [c], "channelAffine: scale \(scale.shape)/shift \(shift.shape) for \(c) channels")
+    let out = Tensor(uninitialized: x.shape)
+    let sc = scale.scalars, sh = shift.scalars
+    x.withData { xp in out.withFreshData { op in
+        for s in 0..<n {
+            for ch in 0..<c {
+                let base = (s * c + ch) * inner
+                let a = sc[ch], b = sh[ch]
+                if relu {
+                    for i in 0..<inner { op[base + i] = Swift.max(xp[base + i] * a + b, 0) }
+                } else {
+                    for i in 0..<inner { op[base + i] = xp[base + i] * a + b }
+                }
+            }
+        }
+    } }
+    return out
+}

@@ -107,3 +107,32 @@ public func embedding(_ ids: [Int], table: Tensor) -> Tensor {
     } }
     return out
 }
+
+/// x: [N, C, H, W] → [N, C, Ho, Wo] (F.max_pool2d, padding counts as −∞, floor mode).
+public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int = 0) -> Tensor {
+    precondition(x.rank == 4, "maxPool2d needs [N, C, H, W], got \(x.shape)")
+    let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
+    let ho = (h + 2 * padding - kernel) / stride + 1, wo = (w + 2 * padding - kernel) / stride + 1
+    precondition(ho > 0 && wo > 0, "maxPool2d kernel \(kernel) larger than input \(h)×\(w)")
+    let out = Tensor(uninitialized: [x.shape[0], x.shape[1], ho, wo])
+    x.withData { xp in out.withFreshData { op in
+        for p in 0..<planes {
+            let src = xp + p * h * w, dst = op + p * ho * wo
+            for oy in 0..<ho {
+                for ox in 0..<wo {
+                    var m = -Float.infinity
+                    for ky in 0..<kernel {
+                        let iy = oy * stride - padding + ky
+                        if iy < 0 || iy >= h { continue }
+                        for kx in 0..<kernel {
+                            let ix = ox * stride - padding + kx
+                            if ix >= 0 && ix < w { m = Swift.max(m, src[iy * w + ix]) }
+                        }
+                    }
+                    dst[oy * wo + ox] = m
+                }
+            }
+        }
+    } }
+    return out
+}

@@ -1,0 +1,10 @@
+// lgapctl: the command line for lgap (offline pipeline, job submission, history queries).
+import ArgumentParser
+
+@main
+struct LgapCtl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lgapctl",
+        abstract: "Run lgap's pipeline offline, submit jobs to lgapd and query its history.",
+        subcommands: [Classify.self])
+}
