@@ -136,3 +136,34 @@ public func maxPool2d(_ x: Tensor, kernel: Int, stride: Int, padding: Int = 0) -
     } }
     return out
 }
+
+/// Zero-pads the spatial dimensions of [N, C, H, W] (F.pad(x, (left, right, top, bottom))).
+public func pad2d(_ x: Tensor, left: Int = 0, right: Int = 0, top: Int = 0, bottom: Int = 0) -> Tensor {
+    precondition(x.rank == 4 && left >= 0 && right >= 0 && top >= 0 && bottom >= 0, "pad2d needs [N, C, H, W] and non-negative pads")
+    let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
+    let ho = h + top + bottom, wo = w + left + right
+    let out = Tensor(zeros: [x.shape[0], x.shape[1], ho, wo])
+    x.withData { xp in out.withFreshData { op in
+        for p in 0..<planes {
+            for y in 0..<h { (op + (p * ho + y + top) * wo + left).update(from: xp + (p * h + y) * w, count: w) }
+        }
+    } }
+    return out
+}
+
+/// Nearest-neighbour resize of [N, C, H, W] to an explicit size (F.interpolate(size=…, mode="nearest"):
+/// source index floor(dst · in / out)).
+public func resizeNearest(_ x: Tensor, height: Int, width: Int) -> Tensor {
+    precondition(x.rank == 4 && height > 0 && width > 0, "resizeNearest needs [N, C, H, W] and a positive size")
+    let planes = x.shape[0] * x.shape[1], h = x.shape[2], w = x.shape[3]
+    let sy = Float(h) / Float(height), sx = Float(w) / Float(width)
+    let ys = (0..<height).map { min(Int((Float($0) * sy).rounded(.down)), h - 1) }
+    let xs = (0..<width).map { min(Int((Float($0) * sx).rounded(.down)), w - 1) }
+    let out = Tensor(uninitialized: [x.shape[0], x.shape[1], height, width])
+    x.withData { xp in out.withFreshData { op in
+        for p in 0..<planes { for (oy, iy) in ys.enumerated() { for (ox, ix) in xs.enumerated() {
+            op[(p * height + oy) * width + ox] = xp[(p * h + iy) * w + ix]
+        } } }
+    } }
+    return out
+}

@@ -1,0 +1,132 @@
+// The LGAP purifier: caption-guided img2img denoising, step for step as diffusers'
+// StableDiffusionImg2ImgPipeline runs it (pixel-space packs skip the VAE):
+// image in [0,1] → model size → [−1,1] → (VAE encode, posterior sample × scaling) → noise to the
+// start step → DDIM loop with classifier-free guidance against the empty caption → (VAE decode) →
+// [0,1] → original size. An ensemble of K runs is one batch of K with one generator, exactly like
+// num_images_per_prompt=K with torch.Generator().manual_seed(seed).
+import Foundation
+import Tensor
+
+public struct PurificationParameters: Codable, Sendable, Equatable {
+    /// Fraction of the diffusion trajectory to noise to (diffusers' strength), in (0, 1].
+    public var strength: Double
+    /// DDIM steps of the full schedule; int(steps × strength) of them run.
+    public var steps: Int
+    /// Classifier-free guidance scale; ≤ 1 runs the captioned branch only.
+    public var guidance: Double
+    /// DDIM eta (0: deterministic after the initial noise).
+    public var eta: Double
+    /// Seed of the torch-compatible generator.
+    public var seed: UInt64
+    /// Independent purifications per image (the classifier votes).
+    public var ensemble: Int
+
+    public init(strength: Double, steps: Int, guidance: Double, eta: Double = 0, seed: UInt64, ensemble: Int = 1) {
+        self.strength = strength
+        self.steps = steps
+        self.guidance = guidance
+        self.eta = eta
+        self.seed = seed
+        self.ensemble = ensemble
+    }
+
+    /// Refuses values the pipeline cannot run, with the reason.
+    public func validate() throws {
+        guard strength.isFinite, strength > 0, strength <= 1 else { throw ModelError.badInput("strength must be in (0, 1], got \(strength)") }
+        guard steps >= 1, steps <= 1000 else { throw ModelError.badInput("steps must be in 1…1000, got \(steps)") }
+        guard Int(Double(steps) * strength) >= 1 else {
+            throw ModelError.badInput("strength \(strength) × steps \(steps) runs no denoising step (need int(steps × strength) ≥ 1)")
+        }
+        guard guidance.isFinite, guidance >= 0, guidance <= 100 else { throw ModelError.badInput("guidance must be a finite number in [0, 100], got \(guidance)") }
+        guard eta.isFinite, eta >= 0, eta <= 1 else { throw ModelError.badInput("eta must be in [0, 1], got \(eta)") }
+        guard ensemble >= 1, ensemble <= 16 else { throw ModelError.badInput("ensemble must be in 1…16, got \(ensemble)") }
+    }
+}
+
+public final class DiffusionPurifier: Sendable {
+    public let tokenizer: CLIPTokenizer
+    public let textEncoder: CLIPTextModel
+    public let unet: UNet2DConditionModel
+    public let scheduler: DDIMScheduler
+    public let vae: AutoencoderKL?
+    /// The size the model works at (height, width); nil: the image's own size.
+    public let modelSize: (Int, Int)?
+    public let resizeMode: InterpolationMode
+    let emptyContext: Tensor
+
+    /// Loads a diffusers-layout pack: text_encoder/, tokenizer/, unet/, scheduler/ and, for latent
+    /// models, vae/.
+    public init(pack: String, modelSize: (Int, Int)?, resizeMode: InterpolationMode = .bicubic) throws {
+        tokenizer = try CLIPTokenizer(folder: pack + "/tokenizer")
+        textEncoder = try CLIPTextModel(folder: pack + "/text_encoder")
+        unet = try UNet2DConditionModel(folder: pack + "/unet")
+        scheduler = try DDIMScheduler(folder: pack + "/scheduler")
+        vae = FileManager.default.fileExists(atPath: pack + "/vae/config.json") ? try AutoencoderKL(folder: pack + "/vae") : nil
+        self.modelSize = modelSize
+        self.resizeMode = resizeMode
+        let latentChannels = vae?.config.latentChannels ?? 3
+        guard unet.config.inChannels == latentChannels, unet.config.outChannels == latentChannels else {
+            throw ModelError.badConfig(pack + "/unet/config.json",
+                                       "UNet has \(unet.config.inChannels)→\(unet.config.outChannels) channels but the \(vae == nil ? "image" : "latent") space has \(latentChannels)")
+        }
+        guard unet.config.crossAttentionDim.value(0) == textEncoder.config.hiddenSize else {
+            throw ModelError.badConfig(pack + "/unet/config.json", "cross_attention_dim does not match the text encoder's hidden size \(textEncoder.config.hiddenSize)")
+        }
+        emptyContext = try textEncoder([tokenizer("")])
+    }
+
+    /// Text-encoder states [1, 77, D] for a caption.
+    public func encode(caption: String) throws -> Tensor { try textEncoder([tokenizer(caption)]) }
+
+    /// image: [1, 3, H, W] in [0, 1] → K purified images [K, 3, H, W] in [0, 1].
+    public func purify(_ image: Tensor, caption: String, parameters p: PurificationParameters) throws -> Tensor {
+        try p.validate()
+        guard image.rank == 4, image.shape[0] == 1, image.shape[1] == 3 else {
+            throw ModelError.badInput("purifier needs one RGB image [1, 3, H, W], got \(image.shape)")
+        }
+        let (h, w) = (image.shape[2], image.shape[3])
+        let (mh, mw) = modelSize ?? (h, w)
+        let f = vae?.scaleFactor ?? 1
+        guard mh % (f * 8) == 0 || vae == nil, mh > 0, mw > 0 else {
+            throw ModelError.badInput("model size \(mh)×\(mw) must be a multiple of \(f * 8)")
+        }
+        let k = p.ensemble
+        var generator = TorchGenerator(seed: p.seed)
+        // [0,1] → model size → [−1,1]
+        var x = (mh, mw) == (h, w) ? image : interpolate(image, height: mh, width: mw, mode: resizeMode)
+        x = x * Float(2) + Float(-1)
+        // initial latents (one posterior sample, repeated for the ensemble)
+        var initial: Tensor
+        if let vae {
+            let posterior = vae.encode(x)
+            let z = posterior.mean + posterior.std * generator.randn(posterior.mean.shape)
+            initial = z * vae.config.scalingFactor
+        } else {
+            initial = x
+        }
+        initial = concat(Array(repeating: initial, count: k), axis: 0)
+        let timesteps = scheduler.img2imgTimesteps(steps: p.steps, strength: p.strength)
+        let noise = generator.randn(initial.shape)
+        var latents = scheduler.addNoise(initial, noise: noise, timestep: timesteps[0])
+        // text conditioning: [uncond × K, cond × K] with guidance, [cond × K] without
+        let cfg = p.guidance > 1
+        let cond = try encode(caption: caption)
+        let context = concat((cfg ? Array(repeating: emptyContext, count: k) : []) + Array(repeating: cond, count: k), axis: 0)
+        // denoising loop
+        for t in timesteps {
+            let input = cfg ? concat([latents, latents], axis: 0) : latents
+            var eps = unet(input, timesteps: Array(repeating: Float(t), count: input.shape[0]), context: context)
+            if cfg {
+                let parts = chunk(eps, parts: 2, axis: 0)
+                eps = parts[0] + (parts[1] - parts[0]) * Float(p.guidance)
+            }
+            let varianceNoise = p.eta > 0 ? generator.randn(latents.shape) : nil
+            latents = scheduler.step(modelOutput: eps, timestep: t, sample: latents, steps: p.steps, eta: Float(p.eta),
+                                     varianceNoise: varianceNoise)
+        }
+        var out = vae.map { $0.decode(latents * (1 / $0.config.scalingFactor)) } ?? latents
+        out = clamp(out * Float(0.5) + Float(0.5), 0, 1)
+        if (mh, mw) != (h, w) { out = clamp(interpolate(out, height: h, width: w, mode: resizeMode), 0, 1) }
+        return out
+    }
+}
