@@ -12,11 +12,15 @@ let package = Package(
     name: "lgap",
     platforms: [.macOS(.v14)],
     products: [
+        .executable(name: "lgapd", targets: ["lgapd"]),
         .executable(name: "lgapctl", targets: ["lgapctl"]),
         .executable(name: "lgap-bench", targets: ["lgap-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
     ],
     targets: [
         // C libraries: system targets are a module map and a shim header each.
@@ -31,12 +35,25 @@ let package = Package(
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "ImageIO", dependencies: ["CImageIO", "Tensor"]),
         .target(name: "Digest"),
-        .target(name: "Models", dependencies: ["Tensor", "NN", "ImageIO"]),
+        .target(name: "Models", dependencies: ["Tensor", "NN", "ImageIO", "Digest"]),
+
+        // The service: wire protocol, provenance, stages.
+        .target(name: "Messaging", dependencies: ["CZeroMQ"]),
+        .target(name: "Provenance", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Pipeline"),
+        .target(name: "Stages", dependencies: ["Models", "ImageIO", "Tensor", "Digest"]),
 
         // Programs.
-        .executableTarget(name: "lgapctl", dependencies: [
-            "Tensor", "NN", "ImageIO", "Models", "Digest",
+        .executableTarget(name: "lgapd", dependencies: [
+            "Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Tensor", "Digest", "CZeroMQ",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
+        .executableTarget(name: "lgapctl", dependencies: [
+            "Tensor", "NN", "ImageIO", "Models", "Digest", "Messaging", "Provenance", "Stages", "CZeroMQ",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models"]),
 

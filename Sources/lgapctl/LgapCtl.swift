@@ -6,5 +6,5 @@ struct LgapCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgapctl",
         abstract: "Run lgap's pipeline offline, submit jobs to lgapd and query its history.",
-        subcommands: [Classify.self])
+        subcommands: [Submit.self, History.self, Show.self, Stats.self, Export.self, Replay.self, Purify.self, Classify.self, Keygen.self])
 }

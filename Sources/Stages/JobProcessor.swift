@@ -1,0 +1,120 @@
+// The model stages of a job — decode, caption, purify, classify — as functions over micro-batches,
+// shared by lgapd's pipeline and `lgapctl purify` so both run exactly the same steps.
+import Digest
+import Foundation
+import ImageIO
+import Models
+import Tensor
+
+public struct ProcessorOptions: Sendable {
+    public var limits: ImageLimits
+    /// Keep a PNG of the first purified image for export.
+    public var keepPurified: Bool
+    /// Skip purification (the undefended pipeline: caption + classify only).
+    public var purify: Bool
+
+    public init(limits: ImageLimits = ImageLimits(), keepPurified: Bool = true, purify: Bool = true) {
+        self.limits = limits
+        self.keepPurified = keepPurified
+        self.purify = purify
+    }
+}
+
+public final class JobProcessor: Sendable {
+    public let pack: Pack
+    public let options: ProcessorOptions
+
+    public init(pack: Pack, options: ProcessorOptions) {
+        self.pack = pack
+        self.options = options
+    }
+
+    /// Stages this processor runs, in order.
+    public var stages: [String] {
+        pack.stages.filter { $0 != "purify" || options.purify }
+    }
+
+    static func timed<T>(_ body: () throws -> T) rethrows -> (T, Double) {
+        let t = DispatchTime.now().uptimeNanoseconds
+        let r = try body()
+        return (r, Double(DispatchTime.now().uptimeNanoseconds - t) / 1e6)
+    }
+
+    public func decode(_ batch: [JobItem]) -> [JobItem] {
+        for item in batch where item.ok {
+            let (result, ms): (Result<RGBImage, Error>, Double) = Self.timed {
+                Result { try ImageCodec.decode(item.input, format: item.format == "auto" ? nil : ImageFormat(name: item.format),
+                                               limits: options.limits) }
+            }
+            item.timings["decode"] = ms
+            switch result {
+            case .success(let img):
+                item.image = img
+                item.stagesRun.append("decode")
+            case .failure(let e as ImageError):
+                item.fail("rejected", e.reasonCode, e.description)
+            case .failure(let e):
+                item.fail("rejected", "corrupt_image", "\(e)")
+            }
+        }
+        return batch
+    }
+
+    public func caption(_ batch: [JobItem]) -> [JobItem] {
+        let live = batch.filter { $0.ok && $0.image != nil }
+        guard pack.captioner != nil, !live.isEmpty else { return batch }
+        do {
+            let (captions, ms) = try Self.timed { try pack.caption(live.map { $0.image! }) ?? [] }
+            for (item, c) in zip(live, captions) {
+                item.caption = c
+                item.stagesRun.append("caption")
+                item.timings["caption"] = ms / Double(live.count)
+            }
+        } catch {
+            for item in live { item.fail("failed", "caption_error", "\(error)") }
+        }
+        return batch
+    }
+
+    public func purify(_ batch: [JobItem]) -> [JobItem] {
+        for item in batch where item.ok {
+            guard let image = item.image else { continue }
+            guard options.purify, pack.purifier != nil else {
+                item.purified = [image]
+                continue
+            }
+            do {
+                let (out, ms) = try Self.timed { try pack.purify(image, caption: item.caption?.text ?? "", parameters: item.parameters) }
+                item.purified = out
+                item.timings["purify"] = ms
+                item.stagesRun.append("purify")
+                var bytes: [UInt8] = []
+                for img in out { bytes += img.pixels }
+                item.purifiedSHA256 = SHA256.hex(bytes)
+                if options.keepPurified { item.purifiedPNG = try? ImageCodec.encodePNG(out[0]) }
+            } catch {
+                item.fail("failed", "purify_error", "\(error)")
+            }
+        }
+        return batch
+    }
+
+    public func classify(_ batch: [JobItem]) -> [JobItem] {
+        // Without a purify stage (no purifier, or --no-purify) the decoded image is classified.
+        let live = batch.filter { $0.ok && (!$0.purified.isEmpty || $0.image != nil) }
+        guard !live.isEmpty else { return batch }
+        let (predictions, ms) = Self.timed { pack.classify(live.map { $0.purified.isEmpty ? [$0.image!] : $0.purified }) }
+        for (item, p) in zip(live, predictions) {
+            item.prediction = p
+            item.timings["classify"] = ms / Double(live.count)
+            item.stagesRun.append("classify")
+            if let c = item.caption { item.consistency = pack.consistency(caption: c.text, predicted: p.labelIndex) }
+        }
+        return batch
+    }
+
+    /// All stages in order for one batch (the offline pipeline).
+    public func run(_ batch: [JobItem]) -> [JobItem] {
+        classify(purify(caption(decode(batch))))
+    }
+}
