@@ -63,6 +63,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Digest", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )
