@@ -75,38 +75,80 @@ LGAP_CLONES void lgap_gelu_tanh(float *x, ptrdiff_t n) {
     }
 }
 
+// Max and sum reductions keep 16 independent lanes so the compiler can vectorise them without
+// reassociating a single accumulator (which strict IEEE semantics forbid).
+enum { LANES = 16 };
+
+static inline float row_max(const float *x, ptrdiff_t n) {
+    float m[LANES];
+    for (int l = 0; l < LANES; l++) m[l] = -INFINITY;
+    ptrdiff_t j = 0;
+    for (; j + LANES <= n; j += LANES)
+        for (int l = 0; l < LANES; l++) m[l] = x[j + l] > m[l] ? x[j + l] : m[l];
+    float r = -INFINITY;
+    for (int l = 0; l < LANES; l++) r = m[l] > r ? m[l] : r;
+    for (; j < n; j++) r = x[j] > r ? x[j] : r;
+    return r;
+}
+
 LGAP_CLONES void lgap_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t cols) {
     for (ptrdiff_t r = 0; r < rows; r++) {
         float *row = x + r * cols;
-        float m = -INFINITY;
-        for (ptrdiff_t j = 0; j < cols; j++) m = row[j] > m ? row[j] : m;
+        float m = row_max(row, cols);
         if (m == -INFINITY) {
             memset(row, 0, (size_t)cols * sizeof(float));
             continue;
         }
+        float s[LANES] = {0};
+        ptrdiff_t j = 0;
+        for (; j + LANES <= cols; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float e = exp_approx(row[j + l] - m);
+                row[j + l] = e;
+                s[l] += e;
+            }
         float sum = 0.0f;
-        for (ptrdiff_t j = 0; j < cols; j++) {
+        for (int l = 0; l < LANES; l++) sum += s[l];
+        for (; j < cols; j++) {
             float e = exp_approx(row[j] - m);
             row[j] = e;
             sum += e;
         }
         float inv = 1.0f / sum;
-        for (ptrdiff_t j = 0; j < cols; j++) row[j] *= inv;
+        for (ptrdiff_t k = 0; k < cols; k++) row[k] *= inv;
     }
 }
 
-// Mean and 1/sqrt(var + eps) of n floats; double accumulation keeps large groups exact enough.
-static inline void moments(const float *x, ptrdiff_t n, float eps, float *mean, float *rstd) {
-    double s = 0.0;
-    for (ptrdiff_t i = 0; i < n; i++) s += x[i];
-    double mu = s / (double)n;
-    double v = 0.0;
-    for (ptrdiff_t i = 0; i < n; i++) {
-        double d = x[i] - mu;
-        v += d * d;
+// Mean and 1/sqrt(var + eps) of n floats, two passes (mean, then squared deviations) with 16 float
+// lanes each, combined in double: vectorised, and accurate to float rounding for groups of
+// millions of values (a one-pass E[x²] − E[x]² would cancel badly for offset data).
+static inline double lane_sum(const float *x, ptrdiff_t n, float shift, int squares) {
+    // Float lanes within blocks of 4096 values, blocks summed in double, so rounding error stays
+    // at block scale however long the group is.
+    double total = 0.0;
+    for (ptrdiff_t b = 0; b < n; b += 4096) {
+        ptrdiff_t end = n - b < 4096 ? n : b + 4096;
+        float s[LANES] = {0};
+        ptrdiff_t j = b;
+        for (; j + LANES <= end; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                float d = x[j + l] - shift;
+                s[l] += squares ? d * d : d;
+            }
+        for (int l = 0; l < LANES; l++) total += s[l];
+        for (; j < end; j++) {
+            double d = (double)x[j] - shift;
+            total += squares ? d * d : d;
+        }
     }
-    *mean = (float)mu;
-    *rstd = (float)(1.0 / sqrt(v / (double)n + (double)eps));
+    return total;
+}
+
+static inline void moments(const float *x, ptrdiff_t n, float eps, float *mean, float *rstd) {
+    float mu = (float)(lane_sum(x, n, 0.0f, 0) / (double)n);
+    double var = lane_sum(x, n, mu, 1) / (double)n;
+    *mean = mu;
+    *rstd = (float)(1.0 / sqrt(var + (double)eps));
 }
 
 LGAP_CLONES void lgap_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t cols,

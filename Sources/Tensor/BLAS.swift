@@ -1,13 +1,29 @@
-// The single door to OpenBLAS: every GEMM in the engine goes through `BLAS.sgemm`.
+// The single door to GEMM: every matrix product in the engine goes through `BLAS.sgemm`.
 //
-// OpenBLAS's own thread pool spins and synchronises per call; on a loaded 2-core machine (a daemon
-// beside other work) one multithreaded GEMM was measured 20× slower than single-threaded. So the
-// engine keeps OpenBLAS single-threaded and splits large GEMMs itself into column or row blocks on
-// `Engine.threads` Dispatch workers, each a plain single-threaded sgemm.
+// Two backends compute the same product: OpenBLAS's cblas_sgemm, and the engine's own packed
+// micro-kernel GEMM (CKernels/gemm.c, AVX-512/AVX2 chosen at run time). The engine's is the default:
+// OpenBLAS 0.3.21 picks its kernel from OPENBLAS_CORETYPE or CPU detection, which on this machine
+// gives the generic Prescott kernel when unset and the AVX2 Haswell kernel under the environment's
+// preset, neither using AVX-512. LGAP_GEMM=openblas selects OpenBLAS (the benchmark runs both).
+//
+// Threads: OpenBLAS's own pool spins and synchronises per call; on a loaded 2-core machine (a daemon
+// beside other work) one multithreaded OpenBLAS GEMM was measured 20× slower than single-threaded.
+// So both backends run single-threaded and the engine splits large GEMMs itself into column or row
+// blocks on `Engine.threads` Dispatch workers.
+import CKernels
 import COpenBLAS
 import Dispatch
+import Foundation
+
+public enum GEMMBackend: String, Sendable {
+    case engine, openblas
+}
 
 public enum BLAS {
+    /// Which GEMM implementation runs (default: engine; LGAP_GEMM=openblas for OpenBLAS).
+    nonisolated(unsafe) public static var backend: GEMMBackend =
+        GEMMBackend(rawValue: ProcessInfo.processInfo.environment["LGAP_GEMM"] ?? "") ?? .engine
+
     @usableFromInline nonisolated(unsafe) static var configured = false
 
     /// Makes OpenBLAS single-threaded (the engine parallelises around it). Idempotent.
@@ -56,10 +72,14 @@ public enum BLAS {
         }
     }
 
-    /// One single-threaded cblas_sgemm call.
+    /// One single-threaded GEMM call on the selected backend.
     @inlinable
     @usableFromInline static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
                      b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if backend == .engine {
+            lgap_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+            return
+        }
         cblas_sgemm(CblasRowMajor,
                     transA ? CblasTrans : CblasNoTrans,
                     transB ? CblasTrans : CblasNoTrans,
@@ -68,6 +88,9 @@ public enum BLAS {
                     /* B: */ b, /* ldb: */ Int32(ldb),
                     /* beta: */ beta, /* C: */ c, /* ldc: */ Int32(ldc))
     }
+
+    /// The engine GEMM's micro-kernel for this CPU ("avx512", "avx2" or "generic").
+    public static var engineKernel: String { String(cString: lgap_sgemm_kernel()) }
 
     /// The kernel OpenBLAS chose at load time (from the CPU or OPENBLAS_CORETYPE), e.g. "Haswell".
     public static var coreName: String {

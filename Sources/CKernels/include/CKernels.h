@@ -6,6 +6,8 @@
 
 #include <stddef.h>
 
+#include "lgap_gemm.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

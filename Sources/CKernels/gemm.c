@@ -1,0 +1,254 @@
+// Single-threaded SGEMM with packing and register-blocked micro-kernels (see lgap_gemm.h).
+//
+// Loop nest (BLIS): for each NC-wide column block of B and KC-deep slice of K, pack that B slice
+// into NR-wide panels; for each MC-tall row block of A, pack it into MR-tall panels; then run the
+// micro-kernel over every MR×NR tile. Edge tiles go through a small buffer. Packing reads either
+// orientation, so op(A)/op(B) transposes cost nothing extra.
+#include "lgap_gemm.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+enum { KC = 256, NC = 3072 };
+
+typedef void (*kernel_fn)(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha, float beta);
+
+// ---- micro-kernels: acc[MR×NR] = Σ_p a[p·MR + i] · b[p·NR + j];
+//      c[i·ldc + j] = alpha·acc + beta·c (c is not read when beta is 0).
+
+static void kernel_generic(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha, float beta) {
+    float acc[4][8] = {{0}};
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        for (int i = 0; i < 4; i++) {
+            float ai = a[p * 4 + i];
+            for (int j = 0; j < 8; j++) acc[i][j] += ai * b[p * 8 + j];
+        }
+    }
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 8; j++) c[i * ldc + j] = alpha * acc[i][j] + (beta == 0.0f ? 0.0f : beta * c[i * ldc + j]);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx2,fma")))
+static inline void store_avx2(float *c, __m256 acc, __m256 alpha, __m256 beta, int accumulate) {
+    acc = _mm256_mul_ps(acc, alpha);
+    if (accumulate) acc = _mm256_fmadd_ps(beta, _mm256_loadu_ps(c), acc);
+    _mm256_storeu_ps(c, acc);
+}
+
+__attribute__((target("avx2,fma")))
+static void kernel_avx2(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha_, float beta_) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b), b1 = _mm256_loadu_ps(b + 8);
+        __m256 x;
+        x = _mm256_broadcast_ss(a + 0); c00 = _mm256_fmadd_ps(x, b0, c00); c01 = _mm256_fmadd_ps(x, b1, c01);
+        x = _mm256_broadcast_ss(a + 1); c10 = _mm256_fmadd_ps(x, b0, c10); c11 = _mm256_fmadd_ps(x, b1, c11);
+        x = _mm256_broadcast_ss(a + 2); c20 = _mm256_fmadd_ps(x, b0, c20); c21 = _mm256_fmadd_ps(x, b1, c21);
+        x = _mm256_broadcast_ss(a + 3); c30 = _mm256_fmadd_ps(x, b0, c30); c31 = _mm256_fmadd_ps(x, b1, c31);
+        x = _mm256_broadcast_ss(a + 4); c40 = _mm256_fmadd_ps(x, b0, c40); c41 = _mm256_fmadd_ps(x, b1, c41);
+        x = _mm256_broadcast_ss(a + 5); c50 = _mm256_fmadd_ps(x, b0, c50); c51 = _mm256_fmadd_ps(x, b1, c51);
+        a += 6;
+        b += 16;
+    }
+    __m256 al = _mm256_set1_ps(alpha_), be = _mm256_set1_ps(beta_);
+    int acc = beta_ != 0.0f;
+    store_avx2(c + 0 * ldc, c00, al, be, acc); store_avx2(c + 0 * ldc + 8, c01, al, be, acc);
+    store_avx2(c + 1 * ldc, c10, al, be, acc); store_avx2(c + 1 * ldc + 8, c11, al, be, acc);
+    store_avx2(c + 2 * ldc, c20, al, be, acc); store_avx2(c + 2 * ldc + 8, c21, al, be, acc);
+    store_avx2(c + 3 * ldc, c30, al, be, acc); store_avx2(c + 3 * ldc + 8, c31, al, be, acc);
+    store_avx2(c + 4 * ldc, c40, al, be, acc); store_avx2(c + 4 * ldc + 8, c41, al, be, acc);
+    store_avx2(c + 5 * ldc, c50, al, be, acc); store_avx2(c + 5 * ldc + 8, c51, al, be, acc);
+}
+
+__attribute__((target("avx512f")))
+static inline void store_avx512(float *c, __m512 acc, __m512 alpha, __m512 beta, int accumulate) {
+    acc = _mm512_mul_ps(acc, alpha);
+    if (accumulate) acc = _mm512_fmadd_ps(beta, _mm512_loadu_ps(c), acc);
+    _mm512_storeu_ps(c, acc);
+}
+
+__attribute__((target("avx512f")))
+static void kernel_avx512(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha_, float beta_) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        __m512 x;
+        x = _mm512_set1_ps(a[0]); c00 = _mm512_fmadd_ps(x, b0, c00); c01 = _mm512_fmadd_ps(x, b1, c01);
+        x = _mm512_set1_ps(a[1]); c10 = _mm512_fmadd_ps(x, b0, c10); c11 = _mm512_fmadd_ps(x, b1, c11);
+        x = _mm512_set1_ps(a[2]); c20 = _mm512_fmadd_ps(x, b0, c20); c21 = _mm512_fmadd_ps(x, b1, c21);
+        x = _mm512_set1_ps(a[3]); c30 = _mm512_fmadd_ps(x, b0, c30); c31 = _mm512_fmadd_ps(x, b1, c31);
+        x = _mm512_set1_ps(a[4]); c40 = _mm512_fmadd_ps(x, b0, c40); c41 = _mm512_fmadd_ps(x, b1, c41);
+        x = _mm512_set1_ps(a[5]); c50 = _mm512_fmadd_ps(x, b0, c50); c51 = _mm512_fmadd_ps(x, b1, c51);
+        x = _mm512_set1_ps(a[6]); c60 = _mm512_fmadd_ps(x, b0, c60); c61 = _mm512_fmadd_ps(x, b1, c61);
+        x = _mm512_set1_ps(a[7]); c70 = _mm512_fmadd_ps(x, b0, c70); c71 = _mm512_fmadd_ps(x, b1, c71);
+        a += 8;
+        b += 32;
+    }
+    __m512 al = _mm512_set1_ps(alpha_), be = _mm512_set1_ps(beta_);
+    int acc = beta_ != 0.0f;
+    store_avx512(c + 0 * ldc, c00, al, be, acc); store_avx512(c + 0 * ldc + 16, c01, al, be, acc);
+    store_avx512(c + 1 * ldc, c10, al, be, acc); store_avx512(c + 1 * ldc + 16, c11, al, be, acc);
+    store_avx512(c + 2 * ldc, c20, al, be, acc); store_avx512(c + 2 * ldc + 16, c21, al, be, acc);
+    store_avx512(c + 3 * ldc, c30, al, be, acc); store_avx512(c + 3 * ldc + 16, c31, al, be, acc);
+    store_avx512(c + 4 * ldc, c40, al, be, acc); store_avx512(c + 4 * ldc + 16, c41, al, be, acc);
+    store_avx512(c + 5 * ldc, c50, al, be, acc); store_avx512(c + 5 * ldc + 16, c51, al, be, acc);
+    store_avx512(c + 6 * ldc, c60, al, be, acc); store_avx512(c + 6 * ldc + 16, c61, al, be, acc);
+    store_avx512(c + 7 * ldc, c70, al, be, acc); store_avx512(c + 7 * ldc + 16, c71, al, be, acc);
+}
+#endif
+
+typedef struct {
+    int mr, nr, mc;
+    kernel_fn kernel;
+    const char *name;
+} impl_t;
+
+static impl_t choose(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return (impl_t){8, 32, 128, kernel_avx512, "avx512"};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return (impl_t){6, 16, 120, kernel_avx2, "avx2"};
+#endif
+    return (impl_t){4, 8, 64, kernel_generic, "generic"};
+}
+
+static impl_t impl_cache;
+static int impl_ready = 0;
+
+static impl_t get_impl(void) {
+    if (!__atomic_load_n(&impl_ready, __ATOMIC_ACQUIRE)) {
+        impl_cache = choose();
+        __atomic_store_n(&impl_ready, 1, __ATOMIC_RELEASE);
+    }
+    return impl_cache;
+}
+
+const char *lgap_sgemm_kernel(void) { return get_impl().name; }
+
+// op(A)[i][p] and op(B)[p][j] for row-major storage.
+#define A_AT(i, p) (trans_a ? a[(p) * lda + (i)] : a[(i) * lda + (p)])
+#define B_AT(p, j) (trans_b ? b[(j) * ldb + (p)] : b[(p) * ldb + (j)])
+
+// Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels: panel q holds [kc][nr], zero-padded.
+static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc, ptrdiff_t nc,
+                   int nr, float *bp) {
+    for (ptrdiff_t j0 = 0; j0 < nc; j0 += nr) {
+        ptrdiff_t w = nc - j0 < nr ? nc - j0 : nr;
+        float *dst = bp + j0 * kc;
+        if (!trans_b) {
+            for (ptrdiff_t p = 0; p < kc; p++) {
+                const float *src = b + (pc + p) * ldb + jc + j0;
+                memcpy(dst + p * nr, src, (size_t)w * sizeof(float));
+                for (ptrdiff_t j = w; j < nr; j++) dst[p * nr + j] = 0.0f;
+            }
+        } else {
+            for (ptrdiff_t j = 0; j < nr; j++) {
+                if (j < w) {
+                    const float *src = b + (jc + j0 + j) * ldb + pc;
+                    for (ptrdiff_t p = 0; p < kc; p++) dst[p * nr + j] = src[p];
+                } else {
+                    for (ptrdiff_t p = 0; p < kc; p++) dst[p * nr + j] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+// Packs op(A)[ic..ic+mc, pc..pc+kc] into MR-tall panels: panel holds [kc][mr], zero-padded.
+static void pack_a(int trans_a, const float *a, ptrdiff_t lda, ptrdiff_t ic, ptrdiff_t mc, ptrdiff_t pc, ptrdiff_t kc,
+                   int mr, float *ap) {
+    for (ptrdiff_t i0 = 0; i0 < mc; i0 += mr) {
+        ptrdiff_t h = mc - i0 < mr ? mc - i0 : mr;
+        float *dst = ap + i0 * kc;
+        if (trans_a) {
+            for (ptrdiff_t p = 0; p < kc; p++) {
+                const float *src = a + (pc + p) * lda + ic + i0;
+                memcpy(dst + p * mr, src, (size_t)h * sizeof(float));
+                for (ptrdiff_t i = h; i < mr; i++) dst[p * mr + i] = 0.0f;
+            }
+        } else {
+            for (ptrdiff_t i = 0; i < mr; i++) {
+                if (i < h) {
+                    const float *src = a + (ic + i0 + i) * lda + pc;
+                    for (ptrdiff_t p = 0; p < kc; p++) dst[p * mr + i] = src[p];
+                } else {
+                    for (ptrdiff_t p = 0; p < kc; p++) dst[p * mr + i] = 0.0f;
+                }
+            }
+        }
+    }
+}
+
+static void *aligned(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) return NULL;
+    return p;
+}
+
+void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
+                float *c, ptrdiff_t ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+        return;
+    }
+    impl_t im = get_impl();
+    const int mr = im.mr, nr = im.nr, mcmax = im.mc;
+    ptrdiff_t ncmax = n < NC ? ((n + nr - 1) / nr) * nr : NC;
+    ptrdiff_t kcmax = k < KC ? k : KC;
+    float *bp = aligned((size_t)kcmax * ncmax * sizeof(float));
+    float *ap = aligned((size_t)kcmax * (mcmax + mr) * sizeof(float));
+    float tile[8 * 32];
+    if (!bp || !ap) { free(bp); free(ap); abort(); }
+    for (ptrdiff_t jc = 0; jc < n; jc += NC) {
+        ptrdiff_t nc = n - jc < NC ? n - jc : NC;
+        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+            ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+            // The first K slice scales C by beta; later slices accumulate.
+            float bet = pc == 0 ? beta : 1.0f;
+            pack_b(trans_b, b, ldb, pc, kc, jc, nc, nr, bp);
+            for (ptrdiff_t ic = 0; ic < m; ic += mcmax) {
+                ptrdiff_t mc = m - ic < mcmax ? m - ic : mcmax;
+                pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, ap);
+                for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
+                    ptrdiff_t w = nc - jr < nr ? nc - jr : nr;
+                    for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
+                        ptrdiff_t h = mc - ir < mr ? mc - ir : mr;
+                        float *cij = c + (ic + ir) * ldc + jc + jr;
+                        if (h == mr && w == nr) {
+                            // Full tile: the kernel scales and accumulates into C itself.
+                            im.kernel(kc, ap + ir * kc, bp + jr * kc, cij, ldc, alpha, bet);
+                            continue;
+                        }
+                        // Edge tile: compute into a buffer, then combine the valid part.
+                        im.kernel(kc, ap + ir * kc, bp + jr * kc, tile, nr, 1.0f, 0.0f);
+                        for (ptrdiff_t i = 0; i < h; i++) {
+                            float *crow = cij + i * ldc;
+                            const float *trow = tile + i * nr;
+                            if (bet == 0.0f) {
+                                if (alpha == 1.0f) memcpy(crow, trow, (size_t)w * sizeof(float));
+                                else for (ptrdiff_t j = 0; j < w; j++) crow[j] = alpha * trow[j];
+                            } else if (bet == 1.0f && alpha == 1.0f) {
+                                for (ptrdiff_t j = 0; j < w; j++) crow[j] += trow[j];
+                            } else {
+                                for (ptrdiff_t j = 0; j < w; j++) crow[j] = alpha * trow[j] + bet * crow[j];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    free(bp);
+    free(ap);
+}
