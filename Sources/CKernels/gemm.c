@@ -137,6 +137,20 @@ const char *lgap_sgemm_kernel(void) { return get_impl().name; }
 #define A_AT(i, p) (trans_a ? a[(p) * lda + (i)] : a[(i) * lda + (p)])
 #define B_AT(p, j) (trans_b ? b[(j) * ldb + (p)] : b[(p) * ldb + (j)])
 
+// Where the B operand comes from: a stored matrix, or the im2col view of one image (so a
+// convolution packs its columns straight from the image, never materialising the column matrix).
+typedef struct {
+    int conv;
+    int trans_b;
+    const float *b;
+    ptrdiff_t ldb;
+    const float *x;
+    ptrdiff_t h, w, kh, kw, sh, sw, ph, pw, wo;
+    ptrdiff_t col0;     // first column of this call's range
+    ptrdiff_t plane;    // output pixels per image (ho·wo): columns are (image, pixel) pairs
+    ptrdiff_t in_size;  // floats per input image (cin·h·w)
+} bsource_t;
+
 // Packs op(B)[pc..pc+kc, jc..jc+nc] into NR-wide panels: panel q holds [kc][nr], zero-padded.
 static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc, ptrdiff_t nc,
                    int nr, float *bp) {
@@ -158,6 +172,65 @@ static void pack_b(int trans_b, const float *b, ptrdiff_t ldb, ptrdiff_t pc, ptr
                     for (ptrdiff_t p = 0; p < kc; p++) dst[p * nr + j] = 0.0f;
                 }
             }
+        }
+    }
+}
+
+// Packs columns jc..jc+nc of an image's im2col matrix (rows pc..pc+kc = (channel, ky, kx) triples,
+// columns = output pixels) into NR-wide panels, reading the image directly.
+static void pack_b_conv(const bsource_t *s, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_t jc, ptrdiff_t nc, int nr, float *bp) {
+    // A panel's columns are runs of consecutive output pixels on one output row; each run reads
+    // a contiguous (stride 1) or strided stretch of one input row, zero outside the image.
+    struct { const float *x; ptrdiff_t oy, ox, len, at; } seg[32];
+    const ptrdiff_t taps = s->kh * s->kw;
+    for (ptrdiff_t j0 = 0; j0 < nc; j0 += nr) {
+        ptrdiff_t wdt = nc - j0 < nr ? nc - j0 : nr;
+        float *dst = bp + j0 * kc;
+        int nseg = 0;
+        for (ptrdiff_t j = 0; j < wdt;) {
+            ptrdiff_t q = jc + j0 + j;
+            ptrdiff_t img = q / s->plane, pix = q % s->plane;
+            ptrdiff_t oy = pix / s->wo, ox = pix % s->wo;
+            ptrdiff_t len = s->wo - ox < wdt - j ? s->wo - ox : wdt - j;
+            seg[nseg].x = s->x + img * s->in_size;
+            seg[nseg].oy = oy; seg[nseg].ox = ox; seg[nseg].len = len; seg[nseg].at = j;
+            nseg++;
+            j += len;
+        }
+        for (ptrdiff_t p = 0; p < kc; p++) {
+            ptrdiff_t row = pc + p;
+            ptrdiff_t ch = row / taps, r = row % taps;
+            ptrdiff_t ky = r / s->kw, kx = r % s->kw;
+            const ptrdiff_t chan = ch * s->h * s->w;
+            float *d = dst + p * nr;
+            for (int g = 0; g < nseg; g++) {
+                const float *plane = seg[g].x + chan;
+                float *o = d + seg[g].at;
+                ptrdiff_t len = seg[g].len;
+                ptrdiff_t iy = seg[g].oy * s->sh - s->ph + ky;
+                if (iy < 0 || iy >= s->h) {
+                    memset(o, 0, (size_t)len * sizeof(float));
+                    continue;
+                }
+                const float *in = plane + iy * s->w;
+                ptrdiff_t ix0 = seg[g].ox * s->sw - s->pw + kx;
+                if (s->sw == 1) {
+                    // valid t: 0 <= ix0 + t < w
+                    ptrdiff_t lo = ix0 < 0 ? -ix0 : 0;
+                    ptrdiff_t hi = s->w - ix0 < len ? s->w - ix0 : len;
+                    if (hi < lo) hi = lo;
+                    if (lo > len) lo = len;
+                    for (ptrdiff_t t = 0; t < lo; t++) o[t] = 0.0f;
+                    if (hi > lo) memcpy(o + lo, in + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (ptrdiff_t t = hi; t < len; t++) o[t] = 0.0f;
+                } else {
+                    for (ptrdiff_t t = 0; t < len; t++) {
+                        ptrdiff_t ix = ix0 + t * s->sw;
+                        o[t] = (ix >= 0 && ix < s->w) ? in[ix] : 0.0f;
+                    }
+                }
+            }
+            for (ptrdiff_t j = wdt; j < nr; j++) d[j] = 0.0f;
         }
     }
 }
@@ -193,9 +266,66 @@ static void *aligned(size_t bytes) {
     return p;
 }
 
+// Packing buffers live per thread and only grow, so small GEMMs (convolutions of small images
+// run thousands of times) do not pay an allocation each.
+static __thread float *tls_bp, *tls_ap;
+static __thread size_t tls_bp_cap, tls_ap_cap;
+
+static float *buffer(float **buf, size_t *cap, size_t floats) {
+    if (*cap < floats) {
+        free(*buf);
+        *buf = aligned(floats * sizeof(float));
+        if (!*buf) abort();
+        *cap = floats;
+    }
+    return *buf;
+}
+
+static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
+                      const bsource_t *src, float beta, float *c, ptrdiff_t ldc);
+
 void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                 const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
                 float *c, ptrdiff_t ldc) {
+    bsource_t src = {0};
+    src.trans_b = trans_b;
+    src.b = b;
+    src.ldb = ldb;
+    gemm_core(trans_a, m, n, k, alpha, a, lda, &src, beta, c, ldc);
+}
+
+void lgap_conv2d_image(const float *weight, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w,
+                       ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t ho, ptrdiff_t wo,
+                       ptrdiff_t col0, ptrdiff_t cols, float *out) {
+    bsource_t src = {0};
+    src.conv = 1;
+    src.x = x;
+    src.h = h; src.w = w; src.kh = kh; src.kw = kw; src.sh = sh; src.sw = sw; src.ph = ph; src.pw = pw; src.wo = wo;
+    src.col0 = col0;
+    src.plane = ho * wo;
+    src.in_size = cin * h * w;
+    // out: [cout, ho·wo]; this call fills columns col0..col0+cols of every row.
+    gemm_core(0, cout, cols, cin * kh * kw, 1.0f, weight, cin * kh * kw, &src, 0.0f, out + col0, ho * wo);
+}
+
+void lgap_conv2d_batch(const float *weight, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w,
+                       ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t ho, ptrdiff_t wo,
+                       ptrdiff_t images, float *out) {
+    bsource_t src = {0};
+    src.conv = 1;
+    src.x = x;
+    src.h = h; src.w = w; src.kh = kh; src.kw = kw; src.sh = sh; src.sw = sw; src.ph = ph; src.pw = pw; src.wo = wo;
+    src.plane = ho * wo;
+    src.in_size = cin * h * w;
+    ptrdiff_t cols = images * ho * wo;
+    gemm_core(0, cout, cols, cin * kh * kw, 1.0f, weight, cin * kh * kw, &src, 0.0f, out, cols);
+}
+
+static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
+                      const bsource_t *src, float beta, float *c, ptrdiff_t ldc) {
+    const int trans_b = src->trans_b;
+    const float *b = src->b;
+    const ptrdiff_t ldb = src->ldb;
     if (m <= 0 || n <= 0) return;
     if (k <= 0 || alpha == 0.0f) {
         for (ptrdiff_t i = 0; i < m; i++)
@@ -206,17 +336,17 @@ void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     const int mr = im.mr, nr = im.nr, mcmax = im.mc;
     ptrdiff_t ncmax = n < NC ? ((n + nr - 1) / nr) * nr : NC;
     ptrdiff_t kcmax = k < KC ? k : KC;
-    float *bp = aligned((size_t)kcmax * ncmax * sizeof(float));
-    float *ap = aligned((size_t)kcmax * (mcmax + mr) * sizeof(float));
+    float *bp = buffer(&tls_bp, &tls_bp_cap, (size_t)kcmax * ncmax);
+    float *ap = buffer(&tls_ap, &tls_ap_cap, (size_t)kcmax * (mcmax + mr));
     float tile[8 * 32];
-    if (!bp || !ap) { free(bp); free(ap); abort(); }
     for (ptrdiff_t jc = 0; jc < n; jc += NC) {
         ptrdiff_t nc = n - jc < NC ? n - jc : NC;
         for (ptrdiff_t pc = 0; pc < k; pc += KC) {
             ptrdiff_t kc = k - pc < KC ? k - pc : KC;
             // The first K slice scales C by beta; later slices accumulate.
             float bet = pc == 0 ? beta : 1.0f;
-            pack_b(trans_b, b, ldb, pc, kc, jc, nc, nr, bp);
+            if (src->conv) pack_b_conv(src, pc, kc, src->col0 + jc, nc, nr, bp);
+            else pack_b(trans_b, b, ldb, pc, kc, jc, nc, nr, bp);
             for (ptrdiff_t ic = 0; ic < m; ic += mcmax) {
                 ptrdiff_t mc = m - ic < mcmax ? m - ic : mcmax;
                 pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, ap);
@@ -249,6 +379,4 @@ void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
             }
         }
     }
-    free(bp);
-    free(ap);
 }

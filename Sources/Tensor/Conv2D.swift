@@ -22,6 +22,10 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     let out = Tensor(uninitialized: [n, cout, ho, wo])
     let kdim = cin * kh * kw, plane = ho * wo
     let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
+    if !direct && BLAS.backend == .engine {
+        convPacked(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding)
+        return out
+    }
     let bandRows = max(1, min(ho, im2colBudget / max(1, kdim * wo)))
     // Batches spread images over the workers (one single-threaded GEMM each); a single image lets the
     // GEMM split itself.
@@ -59,6 +63,83 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
         }
     } } } }
     return out
+}
+
+/// The engine GEMM's convolution: each (image, column range) job packs its GEMM operand straight
+/// from the image, so no column matrix is written or read back. Jobs spread over the workers: whole
+/// images for batches, column ranges (multiples of 32 output pixels) for a single image.
+func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int)) {
+    let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    let (ho, wo) = (out.shape[2], out.shape[3])
+    let plane = ho * wo
+    if n > 1 && plane < 512 {
+        convPackedBatched(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding)
+        return
+    }
+    let splits = n >= Engine.threads ? 1 : max(1, min(Engine.threads, (cout * plane * cin * kh * kw) / (1 << 20)))
+    let chunk = ((plane + splits - 1) / splits + 31) / 32 * 32
+    let jobs = n * splits
+    x.withData { xp in weight.withData { wp in out.withFreshData { op in withOptionalData(bias) { bp in
+        let (px, pw, po) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op))
+        let pb = bp.map { SendablePointer($0) }
+        let run: @Sendable (Int) -> Void = { job in
+            let img = job / splits, part = job % splits
+            let c0 = part * chunk, c1 = min(plane, c0 + chunk)
+            guard c0 < c1 else { return }
+            let oi = po.pointer + img * cout * plane
+            lgap_conv2d_image(pw.pointer, cout, px.pointer + img * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
+                              padding.0, padding.1, ho, wo, c0, c1 - c0, oi)
+            if let pb {
+                for c in 0..<cout { let b = pb.pointer[c]; for i in c0..<c1 { oi[c * plane + i] += b } }
+            }
+        }
+        let workers = min(Engine.threads, jobs)
+        if workers <= 1 { for j in 0..<jobs { run(j) } } else {
+            let per = (jobs + workers - 1) / workers
+            DispatchQueue.concurrentPerform(iterations: workers) { wk in
+                for j in (wk * per)..<min(jobs, (wk + 1) * per) { run(j) }
+            }
+        }
+    } } } }
+}
+
+/// Small images in a batch: each worker runs one GEMM over its share of the images (columns =
+/// image × pixel), then scatters [cout, images·plane] into NCHW and adds the bias.
+func convPackedBatched(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int)) {
+    let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    let (ho, wo) = (out.shape[2], out.shape[3])
+    let plane = ho * wo
+    let workers = min(Engine.threads, n)
+    let per = (n + workers - 1) / workers
+    let scratch = Tensor(uninitialized: [workers * cout * per * plane])
+    x.withData { xp in weight.withData { wp in out.withFreshData { op in scratch.withFreshData { sp in withOptionalData(bias) { bp in
+        let (px, pw, po, ps) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op), SendablePointer(sp))
+        let pb = bp.map { SendablePointer($0) }
+        let run: @Sendable (Int) -> Void = { wk in
+            let i0 = wk * per, i1 = min(n, i0 + per)
+            guard i0 < i1 else { return }
+            let count = i1 - i0, cols = count * plane
+            let tmp = ps.pointer + wk * cout * per * plane
+            lgap_conv2d_batch(pw.pointer, cout, px.pointer + i0 * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
+                              padding.0, padding.1, ho, wo, count, tmp)
+            // [cout, count·plane] → out[i0 + img, co, :]
+            for img in 0..<count {
+                for co in 0..<cout {
+                    let src = tmp + co * cols + img * plane
+                    let dst = po.pointer + ((i0 + img) * cout + co) * plane
+                    if let pb {
+                        let b = pb.pointer[co]
+                        for i in 0..<plane { dst[i] = src[i] + b }
+                    } else {
+                        dst.update(from: src, count: plane)
+                    }
+                }
+            }
+        }
+        if workers <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
+    } } } } }
 }
 
 /// Folds inference batch norm into the convolution before it:

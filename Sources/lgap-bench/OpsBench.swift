@@ -101,9 +101,9 @@ func median(repeats: Int, _ body: () -> Void) -> Double {
     return times[times.count / 2]
 }
 
-func runOpsBench(threads: Int, repeats: Int, python: String) throws {
-    let cases = opCases()
-    print("# lgap-bench ops — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>") (OpenBLAS kernel \(BLAS.coreName))")
+func runOpsBench(threads: Int, repeats: Int, python: String, filter: String?) throws {
+    let cases = opCases().filter { filter == nil || $0.name.contains(filter!) }
+    print("# lgap-bench ops — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>") (OpenBLAS kernel \(BLAS.coreName)); lgap GEMM backend \(BLAS.backend.rawValue) (\(BLAS.backend == .engine ? BLAS.engineKernel : BLAS.coreName))")
     var ours: [String: Double] = [:]
     for c in cases { ours[c.name] = median(repeats: repeats, c.run) }
     let theirs = try runTorch(script: "tools/bench/torch_ops.py", input: cases.map(\.json), threads: threads, repeats: repeats, python: python)

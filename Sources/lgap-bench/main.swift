@@ -1,7 +1,7 @@
 // lgap-bench: benchmarks as programs (not tests). Each prints a table of lgap against the PyTorch
 // reference measured on the same machine, thread count and OPENBLAS_CORETYPE in the same run.
 //
-//   lgap-bench ops [--threads N] [--repeat R] [--python PATH]
+//   lgap-bench ops [--threads N] [--repeat R] [--python PATH] [--filter SUBSTRING]
 import Foundation
 import Tensor
 
@@ -16,7 +16,7 @@ let python = option("--python", ProcessInfo.processInfo.environment["LGAP_PYTHON
 Engine.threads = threads
 do {
     switch args.first ?? "ops" {
-    case "ops": try runOpsBench(threads: threads, repeats: repeatCount, python: python)
+    case "ops": try runOpsBench(threads: threads, repeats: repeatCount, python: python, filter: args.contains("--filter") ? option("--filter", "") : nil)
     default: throw BenchError.usage("usage: lgap-bench ops [--threads N] [--repeat R] [--python PATH]")
     }
 } catch {

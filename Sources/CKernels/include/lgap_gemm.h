@@ -16,6 +16,19 @@ void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                 const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
                 float *c, ptrdiff_t ldc);
 
+/// One image's convolution as a GEMM whose B operand is packed straight from the image (no column
+/// matrix): out[cout, ho·wo] columns col0..col0+cols = weight[cout, cin·kh·kw] · im2col(x)[:, cols].
+/// x: [cin, h, w]; dilation 1, groups 1. Bias is not added.
+void lgap_conv2d_image(const float *weight, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w,
+                       ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t ho, ptrdiff_t wo,
+                       ptrdiff_t col0, ptrdiff_t cols, float *out);
+
+/// A batch of images' convolution as one GEMM into a [cout, images·ho·wo] matrix (image-major
+/// columns); the caller scatters it to NCHW. For small images, where one GEMM per image is too small.
+void lgap_conv2d_batch(const float *weight, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w,
+                       ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t ho, ptrdiff_t wo,
+                       ptrdiff_t images, float *out);
+
 /// The micro-kernel in use: "avx512", "avx2" or "generic".
 const char *lgap_sgemm_kernel(void);
 
