@@ -1,10 +1,11 @@
 # lgap — common entry points. `make test` is what CI runs (.ci/run).
 SWIFT ?= swift
+PREFIX ?= /usr/local
 # Numeric code is ~100x slower in debug builds, so tests build in release with @testable enabled.
 RELEASE := -c release
 TESTFLAGS := $(RELEASE) -Xswiftc -enable-testing
 
-.PHONY: deps build test bench clean
+.PHONY: deps build test bench install demo clean
 
 deps:
 	scripts/setup-debian.sh
@@ -18,6 +19,9 @@ test: deps
 
 bench: build
 	.build/release/lgap-bench
+
+install: deps
+	scripts/install.sh $(PREFIX)
 
 clean:
 	rm -rf .build
