@@ -20,6 +20,10 @@ test: deps
 bench: build
 	.build/release/lgap-bench
 
+# The main job on the default pack: caption, purify and classify the sample images offline.
+demo: build
+	.build/release/lgapctl purify models/cifar10-mini/samples
+
 install: deps
 	scripts/install.sh $(PREFIX)
 
