@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "lgapd", targets: ["lgapd"]),
         .executable(name: "lgapctl", targets: ["lgapctl"]),
         .executable(name: "lgap-bench", targets: ["lgap-bench"]),
+        .library(name: "LGAPFuzzSupport", targets: ["LGAPFuzzSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +43,7 @@ let package = Package(
         .target(name: "Provenance", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
         .target(name: "Pipeline"),
         .target(name: "Stages", dependencies: ["Models", "ImageIO", "Tensor", "Digest"]),
+        .target(name: "LGAPFuzzSupport", dependencies: ["ImageIO", "Messaging"]),
 
         // Programs.
         .executableTarget(name: "lgapd", dependencies: [
@@ -56,6 +58,7 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models"]),
+        .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "CZeroMQ"]),
 
         // Tests.
         .target(name: "TestSupport", dependencies: ["Tensor", "NN"], path: "Tests/TestSupport"),
@@ -63,7 +66,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "TestSupport"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Digest", "TestSupport"]),
+        .testTarget(name: "ServiceTests", dependencies: ["Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Digest", "TestSupport", "CZeroMQ"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -72,7 +72,7 @@ struct Submit: ParsableCommand {
         let sock = try ZMQSocket(context, mode == "router" ? .dealer : .push)
         if let serverKey, let keys { try sock.makeCurveClient(serverKey: serverKey, keys: keys) }
         try sock.connect(endpoint)
-        var pending = Set<String>()
+        var pending: [String: String] = [:]  // id → file, until its result arrives
         var counts: [String: Int] = [:]
         let progress = ProgressLine(total: files.count)
         for (n, file) in files.enumerated() {
@@ -92,11 +92,11 @@ struct Submit: ParsableCommand {
                     throw ValidationError("no acknowledgement from \(endpoint) within \(Int(timeout)) s")
                 }
                 counts[ack.status.rawValue, default: 0] += 1
-                if ack.status == .accepted { pending.insert(ack.id) }
+                if ack.status == .accepted { pending[ack.id] = file }
                 report(file: file, ack: ack)
             } else {
                 counts["sent", default: 0] += 1
-                pending.insert(id)
+                pending[id] = file
                 if !wait && !json { print("\(file)\t\(id)\tsent") }
                 if !wait && json { Output.jsonLine(["file": file, "id": id, "status": "sent"]) }
             }
@@ -107,9 +107,8 @@ struct Submit: ParsableCommand {
             while !pending.isEmpty && Date() < deadline {
                 guard let msg = try sub.receive(timeoutMs: 500), msg.frames.count == 2,
                       let obj = try? JSONSerialization.jsonObject(with: Data(msg.frames[1])) as? [String: Any],
-                      let id = obj["id"] as? String, pending.contains(id) else { continue }
-                pending.remove(id)
-                if json { Output.jsonLine(obj) } else {
+                      let id = obj["id"] as? String, let file = pending.removeValue(forKey: id) else { continue }
+                if json { Output.jsonLine(obj.merging(["file": file]) { old, _ in old }) } else {
                     print("\(id)\t\(obj["status"] ?? "")\t\(obj["label"] ?? obj["reason"] ?? "")\t\(obj["caption"] ?? "")")
                 }
             }
@@ -120,12 +119,14 @@ struct Submit: ParsableCommand {
     }
 
     func report(file: String, ack: Ack) {
+        // With --wait an accepted job is reported by its result line, in JSON as in text.
+        if wait && ack.status == .accepted { return }
         if json {
             var o: [String: Any] = ["file": file, "id": ack.id, "status": ack.status.rawValue]
             if let r = ack.reason { o["reason"] = r }
             if let m = ack.message { o["message"] = m }
             Output.jsonLine(o)
-        } else if !wait || ack.status != .accepted {
+        } else {
             print("\(file)\t\(ack.id)\t\(ack.status.rawValue)\(ack.reason.map { "\t" + $0 } ?? "")")
         }
     }

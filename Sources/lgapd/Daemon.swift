@@ -173,6 +173,7 @@ final class Daemon: @unchecked Sendable {
         installSignalHandlers()
         // Resume accepted-but-unfinished jobs before taking new ones; pushes block while the pipeline
         // is full, so this runs on its own thread beside ingest.
+        let endpoint = ingestSocket.lastEndpoint  // read here: from now on the socket belongs to the ingest thread
         let pending = try store.unfinished()
         if !pending.isEmpty { log.notice("resuming unfinished jobs", metadata: ["count": "\(pending.count)"]) }
         Thread { [self] in
@@ -192,7 +193,7 @@ final class Daemon: @unchecked Sendable {
         ingest.name = "lgap-ingest"
         ingest.start()
         startMonitor()
-        notifier.notify("READY=1\nSTATUS=serving on \(ingestSocket.lastEndpoint)\nMAINPID=\(getpid())")
+        notifier.notify("READY=1\nSTATUS=serving on \(endpoint)\nMAINPID=\(getpid())")
         log.info("ready", metadata: ["run": "\(run)", "version": "\(Self.version)"])
     }
 
@@ -245,8 +246,10 @@ final class Daemon: @unchecked Sendable {
         notifier.notify("STOPPING=1")
         state.lock(); stopping_ = true; state.unlock()
         let deadline = Date(timeIntervalSinceNow: config.shutdownTimeout)
+        // Ingest stops within one receive timeout (or once its pending push gets in) and closes its own
+        // socket: ZeroMQ sockets must not be touched from another thread, so none is closed here while
+        // its thread may still use it. Closing the first queue releases a push still waiting.
         _ = ingestDone.wait(timeout: .now() + max(0, deadline.timeIntervalSinceNow))
-        ingestSocket.close()
         first.queue.close()
         _ = resumeDone.wait(timeout: .now() + 0.1)
         var drained = true
@@ -258,7 +261,7 @@ final class Daemon: @unchecked Sendable {
         let reason = drained ? "sigterm" : "shutdown timeout (unfinished jobs stay accepted and resume on next start)"
         try? store.endRun(run, reason: reason)
         log.notice("stopped", metadata: ["drained": "\(drained)", "results": "\(published.value)"])
-        resultsSocket.close()
+        if drained { resultsSocket.close() }  // else the record stage may still be publishing on it; exit closes it
         auth?.stop()
         return 0
     }

@@ -18,6 +18,7 @@ struct Ingest {
 
     func loop() {
         let socket = daemon.ingestSocket
+        defer { socket.close() }  // this thread owns the socket, so it closes it
         while !daemon.stopping {
             daemon.beat()
             let received: (frames: [[UInt8]], dropped: Int)?
@@ -79,8 +80,11 @@ struct Ingest {
     /// Validates a message; returns the job to store and the item to process.
     func admit(frames: [[UInt8]], dropped: Int, peer: String?, receivedAt: Date) throws -> (NewJob, JobItem) {
         let c = daemon.config
+        // A refusal is recorded and acked under the id the header claims, when it has a valid one,
+        // whatever else is wrong with the message (frames, a field, params), so the producer can match it.
         func refuse(_ e: ProtocolError, id: String? = nil, header: String? = nil) -> Refusal {
-            Refusal(id: id, reason: e.code, message: e.description, header: header)
+            let claimed = id ?? frames.first.flatMap { $0.count <= c.maxHeaderBytes ? Self.claimedID(in: $0) : nil }
+            return Refusal(id: claimed, reason: e.code, message: e.description, header: header)
         }
         if frames.count + dropped > 2 { throw refuse(.extraFrames(frames.count + dropped)) }
         if frames.count < 2 { throw refuse(.missingFrame(frames.count)) }
@@ -148,6 +152,13 @@ struct Ingest {
         } catch {
             daemon.log.warning("ack not delivered", metadata: ["job": "\(a.id)", "error": "\(error)"])
         }
+    }
+
+    /// The "id" of a header that is a JSON object, if that id is valid (whatever else is wrong with it).
+    static func claimedID(in header: [UInt8]) -> String? {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(header)) as? [String: Any],
+              let id = object["id"] as? String, JobHeader.isValidID(id) else { return nil }
+        return id
     }
 
     /// A time-ordered unique id: milliseconds since 1970 in hex, then 8 random hex digits.

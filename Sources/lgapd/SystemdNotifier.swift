@@ -13,7 +13,8 @@ final class SystemdNotifier: @unchecked Sendable {
 
     init(environment: [String: String] = ProcessInfo.processInfo.environment) {
         path = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
-        if let usec = environment["WATCHDOG_USEC"].flatMap(Double.init),
+        // sd_watchdog_enabled's rule: a positive WATCHDOG_USEC enables it (0 would make the monitor spin).
+        if let usec = environment["WATCHDOG_USEC"].flatMap(Double.init), usec > 0,
            environment["WATCHDOG_PID"].map({ Int32($0) == getpid() }) ?? true {
             watchdogInterval = usec / 1e6
         } else {

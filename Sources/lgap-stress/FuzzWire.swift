@@ -1,0 +1,115 @@
+// lgap-stress fuzz-wire: sends many malformed or mutated messages to a running lgapd in router mode
+// and checks that each gets an acknowledgement (every refusal carrying a reason), that the daemon
+// stays up, that its memory stays bounded, and that it still processes a good job at the end.
+import Foundation
+import Messaging
+import Provenance
+
+struct FuzzWireOptions {
+    var messages = 100_000
+    var images: [[UInt8]]
+    var lgapd: String
+    var pack: String?
+    var workdir: String
+    var port = 29555
+    var seed: UInt64 = 1
+}
+
+/// A tiny deterministic generator (SplitMix64) so a failing message can be reproduced from its index.
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E3779B97F4A7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
+        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
+        return z ^ (z >> 31)
+    }
+    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
+    mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
+}
+
+/// One malformed message: frames built from valid pieces by one of several mutation kinds.
+func malformedMessage(_ g: inout SplitMix, images: [[UInt8]], index: Int) -> [[UInt8]] {
+    let image = images[g.int(images.count)]
+    let goodHeader = Array(#"{"id":"fz-\#(index)","format":"auto","params":{"strength":0.2}}"#.utf8)
+    func mutate(_ b: [UInt8], flips: Int) -> [UInt8] {
+        var out = b
+        for _ in 0..<flips where !out.isEmpty { out[g.int(out.count)] ^= UInt8(truncatingIfNeeded: g.next() | 1) }
+        return out
+    }
+    switch g.int(14) {
+    case 0: return []                                                     // nothing (only for DEALER: an empty message)
+    case 1: return [goodHeader]                                           // missing image frame
+    case 2: return [goodHeader, image, Array("extra".utf8)]              // extra frame
+    case 3: return [g.bytes(g.int(200)), image]                           // random header bytes
+    case 4: return [mutate(goodHeader, flips: 1 + g.int(4)), image]       // flipped header bytes
+    case 5: return [goodHeader, mutate(image, flips: 1 + g.int(20))]      // corrupted image data
+    case 6: return [goodHeader, Array(image.prefix(g.int(image.count)))] // truncated image
+    case 7: return [goodHeader, g.bytes(g.int(4000))]                     // random image bytes
+    case 8:                                                               // nonsense parameters
+        let junk = [#""strength":7"#, #""steps":-1"#, #""guidance":"x""#, #""ensemble":1e9"#, #""seed":-5"#, #""eta":null"#, #""nope":1"#]
+        return [Array(#"{"id":"fz-\#(index)","params":{\#(junk[g.int(junk.count)])}}"#.utf8), image]
+    case 9:                                                               // bad ids
+        let ids = ["", "bad id!", String(repeating: "x", count: 200), "ü", "a/b", "\\u0000"]
+        return [Array(#"{"id":"\#(ids[g.int(ids.count)])"}"#.utf8), image]
+    case 10: return [Array(#"{"id":"fz-\#(index)","format":"gif"}"#.utf8), image]
+    case 11: return [Array(String(repeating: "[", count: 2000).utf8), image]   // deep nesting
+    case 12:                                                              // PNG/JPEG header claiming a huge size
+        var png = [UInt8](image)
+        if png.starts(with: [0x89, 0x50]) && png.count > 24 { png[16] = 0x7F; png[20] = 0x7F } else { png = g.bytes(100) }
+        return [goodHeader, png]
+    default: return [Array(#"{"id":"fz-\#(index)","meta":\#(String(repeating: "{\"a\":", count: 50))1\#(String(repeating: "}", count: 50))}"#.utf8), image]
+    }
+}
+
+func runFuzzWire(_ o: FuzzWireOptions) throws {
+    let db = o.workdir + "/fuzz.sqlite"
+    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
+    let ingest = "tcp://127.0.0.1:\(o.port)", results = "tcp://127.0.0.1:\(o.port + 1)"
+    var args = ["--db", db, "--ingest", ingest, "--results", results, "--ingest-mode", "router", "--log-level", "error"]
+    if let pack = o.pack { args += ["--pack", pack] }
+    let daemon = DaemonRunner(binary: o.lgapd, arguments: args, logPath: o.workdir + "/fuzz-lgapd.log")
+    try daemon.start()
+    let context = try ZMQContext()
+    let dealer = try ZMQSocket(context, .dealer)
+    try dealer.connect(ingest)
+    var g = SplitMix(state: o.seed)
+    var statuses: [String: Int] = [:], reasons: [String: Int] = [:]
+    var noReason = 0, unanswered = 0, maxRSS = 0
+    let t0 = Date()
+    for i in 0..<o.messages {
+        let frames = malformedMessage(&g, images: o.images, index: i)
+        if frames.isEmpty { continue }
+        try dealer.send(frames, timeoutMs: 5000)
+        guard let reply = try dealer.receive(timeoutMs: 10_000), let ack = reply.frames.last.flatMap(Ack.decode) else {
+            unanswered += 1
+            if daemon.pid == nil { throw StressError("lgapd died at message \(i); see \(daemon.logPath)") }
+            continue
+        }
+        statuses[ack.status.rawValue, default: 0] += 1
+        if ack.status == .rejected {
+            if let r = ack.reason { reasons[r, default: 0] += 1 } else { noReason += 1 }
+        }
+        if i % 1000 == 0 { maxRSS = max(maxRSS, daemon.rssKiB ?? 0) }
+        if i % 20000 == 0 && i > 0 { print("\(i) messages, \(Int(Double(i) / Date().timeIntervalSince(t0))) msg/s, RSS \(maxRSS / 1024) MiB") }
+    }
+    // A good job still goes through.
+    try dealer.send([Array(#"{"id":"fuzz-final-good"}"#.utf8), o.images[0]], timeoutMs: 5000)
+    let finalAck = try dealer.receive(timeoutMs: 10_000).flatMap { $0.frames.last.flatMap(Ack.decode) }
+    Thread.sleep(forTimeInterval: 2)
+    let exit = daemon.terminate()
+    let store = try JobStore(readingAt: db)
+    let finalRow = try store.job("fuzz-final-good")
+    let report: [String: Any] = [
+        "messages": o.messages, "acks": statuses, "rejected_by_reason": reasons, "rejected_without_reason": noReason,
+        "unanswered": unanswered, "max_rss_mib": maxRSS / 1024, "seconds": Int(Date().timeIntervalSince(t0)),
+        "final_good_job": finalRow?.status ?? "missing", "final_ack": finalAck?.status.rawValue ?? "none",
+        "daemon_exit_status": Int(exit), "integrity_check": try store.integrityCheck(),
+    ]
+    print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+    if unanswered > 0 || noReason > 0 || finalRow?.status != "done" || exit != 0 {
+        throw StressError("fuzz-wire FAILED")
+    }
+    print("fuzz-wire passed: \(o.messages) messages, every one answered, every refusal with a reason, lgapd alive and exited 0")
+}
