@@ -57,9 +57,10 @@ public final class Pack: Sendable {
     }
 
     /// K purified 8-bit images for one image (the image itself when the pack has no purifier).
-    public func purify(_ image: RGBImage, caption: String, parameters: PurificationParameters) throws -> [RGBImage] {
+    public func purify(_ image: RGBImage, caption: String, parameters: PurificationParameters,
+                       progress: (@Sendable () -> Void)? = nil) throws -> [RGBImage] {
         guard let purifier else { return [image] }
-        let out = try purifier.purify(image.tensor(), caption: caption, parameters: parameters)
+        let out = try purifier.purify(image.tensor(), caption: caption, parameters: parameters, progress: progress)
         return chunk(out, parts: out.shape[0], axis: 0).map { RGBImage(tensor: $0) }
     }
 

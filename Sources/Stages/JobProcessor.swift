@@ -12,11 +12,18 @@ public struct ProcessorOptions: Sendable {
     public var keepPurified: Bool
     /// Skip purification (the undefended pipeline: caption + classify only).
     public var purify: Bool
+    /// Purify with the empty caption instead of the generated one (the no-guidance ablation).
+    public var emptyCaption: Bool
+    /// Called after every denoising step (lgapd's watchdog heartbeat during long purifications).
+    public var progress: (@Sendable () -> Void)?
 
-    public init(limits: ImageLimits = ImageLimits(), keepPurified: Bool = true, purify: Bool = true) {
+    public init(limits: ImageLimits = ImageLimits(), keepPurified: Bool = true, purify: Bool = true, emptyCaption: Bool = false,
+                progress: (@Sendable () -> Void)? = nil) {
         self.limits = limits
         self.keepPurified = keepPurified
         self.purify = purify
+        self.emptyCaption = emptyCaption
+        self.progress = progress
     }
 }
 
@@ -84,7 +91,10 @@ public final class JobProcessor: Sendable {
                 continue
             }
             do {
-                let (out, ms) = try Self.timed { try pack.purify(image, caption: item.caption?.text ?? "", parameters: item.parameters) }
+                let guide = options.emptyCaption ? "" : item.caption?.text ?? ""
+                let (out, ms) = try Self.timed {
+                    try pack.purify(image, caption: guide, parameters: item.parameters, progress: options.progress)
+                }
                 item.purified = out
                 item.timings["purify"] = ms
                 item.stagesRun.append("purify")

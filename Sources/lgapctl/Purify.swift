@@ -18,6 +18,8 @@ struct Purify: ParsableCommand {
     @Option(help: "DDIM eta (default 0).") var eta: Double?
     @Option(help: "Seed for every image (default: a fresh random seed per image, printed).") var seed: UInt64?
     @Flag(name: .customLong("no-purify"), help: "Skip purification (caption + classify the input as is).") var noPurify = false
+    @Flag(name: .customLong("empty-caption"), help: "Purify with the empty caption (no language guidance); captions are still generated and reported.")
+    var emptyCaption = false
     @Option(help: "Images per caption/classify batch.") var batch = 8
     @Option(name: .customLong("save-purified"), help: "Folder for purified PNGs.") var savePurified: String?
     @Option(help: "Engine threads.") var threads = 2
@@ -33,7 +35,7 @@ struct Purify: ParsableCommand {
         let packDir = pack ?? PackLocator.defaultPack()
         let loaded: Pack
         do { loaded = try Pack(folder: packDir) } catch { throw ValidationError("cannot load pack \(packDir): \(error)") }
-        let processor = JobProcessor(pack: loaded, options: ProcessorOptions(keepPurified: savePurified != nil, purify: !noPurify))
+        let processor = JobProcessor(pack: loaded, options: ProcessorOptions(keepPurified: savePurified != nil, purify: !noPurify, emptyCaption: emptyCaption))
         // Validate the parameters once, up front, with a clear message.
         try processor.pack.parameters(strength: strength, steps: steps, guidance: guidance, eta: eta, ensemble: ensemble, seed: 0).validate()
         if let savePurified { try FileManager.default.createDirectory(atPath: savePurified, withIntermediateDirectories: true) }

@@ -27,6 +27,8 @@ final class Daemon: @unchecked Sendable {
     let ingestSocket: ZMQSocket
     let resultsSocket: ZMQSocket
     let notifier = SystemdNotifier()
+    /// Lets model code (purification steps) report progress before `self` exists (see init).
+    private var heartbeatBox: HeartbeatBox!
     let run: Int64
     var stages: [Stage<JobItem>] = []
     var first: Stage<JobItem>!
@@ -51,22 +53,28 @@ final class Daemon: @unchecked Sendable {
         store = try JobStore(path: config.database, durability: config.durability == "full" ? .full : .normal)
         let t0 = Date()
         pack = try Pack(folder: packFolder)
+        let heartbeat = HeartbeatBox()
         processor = JobProcessor(pack: pack, options: ProcessorOptions(
-            limits: ImageLimits(maxSide: config.maxImageSide, maxPixels: config.maxImagePixels), keepPurified: config.keepPurified))
+            limits: ImageLimits(maxSide: config.maxImageSide, maxPixels: config.maxImagePixels), keepPurified: config.keepPurified,
+            progress: { heartbeat.daemon?.beat() }))
+        self.heartbeatBox = heartbeat
         log.info("loaded pack", metadata: ["pack": "\(packFolder)", "stages": "\(processor.stages.joined(separator: ","))",
                                           "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))"])
-        run = try store.beginRun(version: Self.version, config: config.snapshot, pack: packFolder, stages: processor.stages)
-        for m in try pack.modelFiles() {
-            try store.recordModel(run: run, stage: m.stage, name: m.name, path: m.path, sha256: m.sha256, parameters: m.parameters)
-        }
         context = try ZMQContext()
         auth = config.curve ? try CurveAuthenticator(context: context, config: config, log: log) : nil
         ingestSocket = try ZMQSocket(context, config.ingestMode == "router" ? .router : .pull)
         resultsSocket = try ZMQSocket(context, .pub)
-        try configureSockets()
+        try Self.configureSockets(ingest: ingestSocket, results: resultsSocket, config: config, auth: auth, log: log)
+        // The run is recorded only once the sockets are bound, so a start that fails leaves no run.
+        run = try store.beginRun(version: Self.version, config: config.snapshot, pack: packFolder, stages: processor.stages)
+        for m in try pack.modelFiles() {
+            try store.recordModel(run: run, stage: m.stage, name: m.name, path: m.path, sha256: m.sha256, parameters: m.parameters)
+        }
+        heartbeatBox.daemon = self
     }
 
-    private func configureSockets() throws {
+    private static func configureSockets(ingest ingestSocket: ZMQSocket, results resultsSocket: ZMQSocket, config: DaemonConfig,
+                                         auth: CurveAuthenticator?, log: Logger) throws {
         try ingestSocket.set(ZMQ_RCVHWM, Int32(config.ingestHighWaterMark))
         // Hard cap per frame: twice the configured limits, so frames between the limit and the cap are
         // refused with a recorded reason; beyond it libzmq drops the peer before buffering the frame.
@@ -182,6 +190,13 @@ final class Daemon: @unchecked Sendable {
                                                     seed: UInt64(bitPattern: job.seed), ensemble: job.ensemble)
                 let item = JobItem(id: job.id, input: [UInt8](job.input), format: job.inputFormat, parameters: params,
                                    receivedAt: Date(timeIntervalSince1970: job.receivedAt))
+                // A job that was started max_attempts times without finishing took the daemon down each
+                // time: record it as failed instead of retrying it forever.
+                if job.attempts >= config.maxAttempts {
+                    item.failure = ("failed", "too_many_attempts",
+                                    "started \(job.attempts) times without finishing (max_attempts = \(config.maxAttempts))")
+                    log.error("giving up on job", metadata: ["job": "\(job.id)", "attempts": "\(job.attempts)"])
+                }
                 if !first.queue.push(item) { break }
             }
             resumeDone.signal()
@@ -275,6 +290,11 @@ final class Daemon: @unchecked Sendable {
                         ensemble: params.ensemble ?? config.ensemble,
                         seed: params.seed ?? config.seed ?? UInt64.random(in: 0..<(1 << 31)))
     }
+}
+
+/// A weak reference to the daemon for the progress callback, which is built before the daemon is.
+final class HeartbeatBox: @unchecked Sendable {
+    weak var daemon: Daemon?
 }
 
 /// A thread-safe counter.

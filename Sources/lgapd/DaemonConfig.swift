@@ -37,6 +37,7 @@ struct DaemonConfig: Sendable {
     var classifyWorkers = 1
     var maxBatch = 8
     var maxWaitMs: Double = 5
+    var maxAttempts = 3
     // [purification]
     var strength: Double? = nil
     var steps: Int? = nil
@@ -95,6 +96,7 @@ struct DaemonConfig: Sendable {
             c.classifyWorkers = try s.int("classify_workers", min: 1, max: 64) ?? c.classifyWorkers
             c.maxBatch = try s.int("max_batch", min: 1, max: 1024) ?? c.maxBatch
             c.maxWaitMs = try s.double("max_wait_ms", min: 0) ?? c.maxWaitMs
+            c.maxAttempts = try s.int("max_attempts", min: 1, max: 100) ?? c.maxAttempts
         }
         try r.section("purification") { s in
             c.strength = try s.double("strength", min: 0) ?? c.strength
@@ -142,7 +144,8 @@ struct DaemonConfig: Sendable {
             "results": ["endpoint": resultsEndpoint, "high_water_mark": resultsHighWaterMark],
             "limits": ["max_image_side": maxImageSide, "max_image_pixels": maxImagePixels],
             "pipeline": ["queue_capacity": queueCapacity, "decode_workers": decodeWorkers, "caption_workers": captionWorkers,
-                         "purify_workers": purifyWorkers, "classify_workers": classifyWorkers, "max_batch": maxBatch, "max_wait_ms": maxWaitMs],
+                         "purify_workers": purifyWorkers, "classify_workers": classifyWorkers, "max_batch": maxBatch, "max_wait_ms": maxWaitMs,
+                         "max_attempts": maxAttempts],
             "store": ["keep_purified": keepPurified, "durability": durability],
             "security": ["curve": curve],
         ]

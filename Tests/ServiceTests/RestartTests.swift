@@ -80,3 +80,32 @@ final class RestartTests: ServiceTestCase {
         }
     }
 }
+
+/// A job that keeps taking the daemon down is not resumed forever: after max_attempts starts it is
+/// recorded as failed.
+final class MaxAttemptsTests: ServiceTestCase {
+    func testJobStartedTooOftenIsRecordedFailed() throws {
+        let daemon = try startDaemon(.init(mode: "router", pack: Self.defaultPack))
+        let dealer = try producer(daemon, .dealer)
+        let image = try TestImages.png
+        try dealer.send(header: ["id": "ok-job"], image: image)
+        XCTAssertEqual(try dealer.ack(), Ack(id: "ok-job", status: .accepted))
+        let reader = try store(daemon)
+        try waitUntil("the first job done", timeout: 30, daemon: daemon) { try reader.job("ok-job")?.status == "done" }
+        stop(daemon)
+        // Pretend a job was started three times and died with the daemon each time.
+        let writer = try JobStore(path: daemon.database)
+        let run = try writer.beginRun(version: "test", config: "{}", pack: "", stages: [])
+        let job = NewJob(id: "crashy", receivedAt: Date(), mode: "router", peer: nil, input: image, inputFormat: "png", width: 1,
+                         height: 1, label: nil, meta: nil, requestedParams: nil, strength: 0.2, steps: 50, guidance: 2, eta: 0,
+                         ensemble: 1, seed: 7)
+        XCTAssertEqual(try writer.insertAccepted(job, run: run), JobStore.InsertResult.inserted)
+        for _ in 0..<3 { try writer.markStarted("crashy", run: run) }
+        try daemon.start(samePorts: true)
+        try waitUntil("the crashy job recorded failed", timeout: 30, daemon: daemon) {
+            try reader.job("crashy")?.status == "failed"
+        }
+        XCTAssertEqual(try reader.job("crashy")?.reason, "too_many_attempts")
+        stop(daemon)
+    }
+}

@@ -78,8 +78,10 @@ public final class DiffusionPurifier: Sendable {
     /// Text-encoder states [1, 77, D] for a caption.
     public func encode(caption: String) throws -> Tensor { try textEncoder([tokenizer(caption)]) }
 
-    /// image: [1, 3, H, W] in [0, 1] → K purified images [K, 3, H, W] in [0, 1].
-    public func purify(_ image: Tensor, caption: String, parameters p: PurificationParameters) throws -> Tensor {
+    /// image: [1, 3, H, W] in [0, 1] → K purified images [K, 3, H, W] in [0, 1]. `progress` is called
+    /// after every denoising step.
+    public func purify(_ image: Tensor, caption: String, parameters p: PurificationParameters,
+                       progress: (@Sendable () -> Void)? = nil) throws -> Tensor {
         try p.validate()
         guard image.rank == 4, image.shape[0] == 1, image.shape[1] == 3 else {
             throw ModelError.badInput("purifier needs one RGB image [1, 3, H, W], got \(image.shape)")
@@ -123,6 +125,7 @@ public final class DiffusionPurifier: Sendable {
             let varianceNoise = p.eta > 0 ? generator.randn(latents.shape) : nil
             latents = scheduler.step(modelOutput: eps, timestep: t, sample: latents, steps: p.steps, eta: Float(p.eta),
                                      varianceNoise: varianceNoise)
+            progress?()
         }
         var out = vae.map { $0.decode(latents * (1 / $0.config.scalingFactor)) } ?? latents
         out = clamp(out * Float(0.5) + Float(0.5), 0, 1)
