@@ -16,6 +16,8 @@
 
 enum { KC = 256, NC = 3072 };
 
+static ptrdiff_t round_up(ptrdiff_t v, ptrdiff_t to) { return (v + to - 1) / to * to; }
+
 typedef void (*kernel_fn)(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha, float beta);
 
 // ---- micro-kernels: acc[MR×NR] = Σ_p a[p·MR + i] · b[p·NR + j];
@@ -281,8 +283,14 @@ static float *buffer(float **buf, size_t *cap, size_t floats) {
     return *buf;
 }
 
+// A prepacked operand and the first row (A) or column (B) this call uses (a multiple of MR / NR).
+typedef struct {
+    const lgap_packed *p;
+    ptrdiff_t first;
+} packed_view_t;
+
 static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
-                      const bsource_t *src, float beta, float *c, ptrdiff_t ldc);
+                      packed_view_t pa, const bsource_t *src, packed_view_t pb, float beta, float *c, ptrdiff_t ldc);
 
 void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
                 const float *a, ptrdiff_t lda, const float *b, ptrdiff_t ldb, float beta,
@@ -291,12 +299,13 @@ void lgap_sgemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
     src.trans_b = trans_b;
     src.b = b;
     src.ldb = ldb;
-    gemm_core(trans_a, m, n, k, alpha, a, lda, &src, beta, c, ldc);
+    packed_view_t none = {NULL, 0};
+    gemm_core(trans_a, m, n, k, alpha, a, lda, none, &src, none, beta, c, ldc);
 }
 
-void lgap_conv2d_image(const float *weight, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w,
-                       ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t ho, ptrdiff_t wo,
-                       ptrdiff_t col0, ptrdiff_t cols, float *out) {
+void lgap_conv2d_image(const float *weight, const lgap_packed *packed_weight, ptrdiff_t cout, const float *x, ptrdiff_t cin,
+                       ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw,
+                       ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t col0, ptrdiff_t cols, float *out) {
     bsource_t src = {0};
     src.conv = 1;
     src.x = x;
@@ -305,12 +314,13 @@ void lgap_conv2d_image(const float *weight, ptrdiff_t cout, const float *x, ptrd
     src.plane = ho * wo;
     src.in_size = cin * h * w;
     // out: [cout, ho·wo]; this call fills columns col0..col0+cols of every row.
-    gemm_core(0, cout, cols, cin * kh * kw, 1.0f, weight, cin * kh * kw, &src, 0.0f, out + col0, ho * wo);
+    packed_view_t pa = {packed_weight, 0}, none = {NULL, 0};
+    gemm_core(0, cout, cols, cin * kh * kw, 1.0f, weight, cin * kh * kw, pa, &src, none, 0.0f, out + col0, ho * wo);
 }
 
-void lgap_conv2d_batch(const float *weight, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w,
-                       ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t ho, ptrdiff_t wo,
-                       ptrdiff_t images, float *out) {
+void lgap_conv2d_batch(const float *weight, const lgap_packed *packed_weight, ptrdiff_t cout, const float *x, ptrdiff_t cin,
+                       ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t sh, ptrdiff_t sw, ptrdiff_t ph, ptrdiff_t pw,
+                       ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t images, float *out) {
     bsource_t src = {0};
     src.conv = 1;
     src.x = x;
@@ -318,11 +328,64 @@ void lgap_conv2d_batch(const float *weight, ptrdiff_t cout, const float *x, ptrd
     src.plane = ho * wo;
     src.in_size = cin * h * w;
     ptrdiff_t cols = images * ho * wo;
-    gemm_core(0, cout, cols, cin * kh * kw, 1.0f, weight, cin * kh * kw, &src, 0.0f, out, cols);
+    packed_view_t pa = {packed_weight, 0}, none = {NULL, 0};
+    gemm_core(0, cout, cols, cin * kh * kw, 1.0f, weight, cin * kh * kw, pa, &src, none, 0.0f, out, cols);
+}
+
+// Prepacked operands (lgap_pack_a / lgap_pack_b): for each KC-deep slice of K, the MR- (or NR-)
+// wide panels of the whole M (or N) range, zero-padded; the slice starting at K row pc begins at
+// pc·padded, and within it the panel of rows (columns) from r begins at r·kc.
+
+lgap_packed *lgap_pack_a(int trans_a, ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda) {
+    impl_t im = get_impl();
+    lgap_packed *p = calloc(1, sizeof(lgap_packed));
+    if (!p) abort();
+    p->rows = m; p->cols = k; p->side = 0;
+    ptrdiff_t padded = round_up(m, im.mr);
+    p->data = aligned((size_t)padded * (size_t)(k > 0 ? k : 1) * sizeof(float));
+    if (!p->data) abort();
+    for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+        ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+        pack_a(trans_a, a, lda, 0, m, pc, kc, im.mr, p->data + pc * padded);
+    }
+    return p;
+}
+
+lgap_packed *lgap_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb) {
+    impl_t im = get_impl();
+    lgap_packed *p = calloc(1, sizeof(lgap_packed));
+    if (!p) abort();
+    p->rows = k; p->cols = n; p->side = 1;
+    ptrdiff_t padded = round_up(n, im.nr);
+    p->data = aligned((size_t)padded * (size_t)(k > 0 ? k : 1) * sizeof(float));
+    if (!p->data) abort();
+    for (ptrdiff_t pc = 0; pc < k; pc += KC) {
+        ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+        pack_b(trans_b, b, ldb, pc, kc, 0, n, im.nr, p->data + pc * padded);
+    }
+    return p;
+}
+
+void lgap_packed_free(lgap_packed *p) {
+    if (!p) return;
+    free(p->data);
+    free(p);
+}
+
+void lgap_sgemm_packed(const lgap_packed *pa, int trans_a, const float *a, ptrdiff_t lda,
+                       const lgap_packed *pb, int trans_b, const float *b, ptrdiff_t ldb,
+                       ptrdiff_t row0, ptrdiff_t m, ptrdiff_t col0, ptrdiff_t n, ptrdiff_t k, float alpha, float beta,
+                       float *c, ptrdiff_t ldc) {
+    bsource_t src = {0};
+    src.trans_b = trans_b;
+    src.b = b;
+    src.ldb = ldb;
+    packed_view_t va = {pa, row0}, vb = {pb, col0};
+    gemm_core(trans_a, m, n, k, alpha, a, lda, va, &src, vb, beta, c, ldc);
 }
 
 static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha, const float *a, ptrdiff_t lda,
-                      const bsource_t *src, float beta, float *c, ptrdiff_t ldc) {
+                      packed_view_t pa, const bsource_t *src, packed_view_t pb, float beta, float *c, ptrdiff_t ldc) {
     const int trans_b = src->trans_b;
     const float *b = src->b;
     const ptrdiff_t ldb = src->ldb;
@@ -345,11 +408,15 @@ static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float 
             ptrdiff_t kc = k - pc < KC ? k - pc : KC;
             // The first K slice scales C by beta; later slices accumulate.
             float bet = pc == 0 ? beta : 1.0f;
-            if (src->conv) pack_b_conv(src, pc, kc, src->col0 + jc, nc, nr, bp);
+            const float *bpanel = bp;
+            if (pb.p) bpanel = pb.p->data + pc * round_up(pb.p->cols, nr) + (pb.first + jc) * kc;
+            else if (src->conv) pack_b_conv(src, pc, kc, src->col0 + jc, nc, nr, bp);
             else pack_b(trans_b, b, ldb, pc, kc, jc, nc, nr, bp);
             for (ptrdiff_t ic = 0; ic < m; ic += mcmax) {
                 ptrdiff_t mc = m - ic < mcmax ? m - ic : mcmax;
-                pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, ap);
+                const float *apanel = ap;
+                if (pa.p) apanel = pa.p->data + pc * round_up(pa.p->rows, mr) + (pa.first + ic) * kc;
+                else pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, ap);
                 for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
                     ptrdiff_t w = nc - jr < nr ? nc - jr : nr;
                     for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
@@ -357,11 +424,11 @@ static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float 
                         float *cij = c + (ic + ir) * ldc + jc + jr;
                         if (h == mr && w == nr) {
                             // Full tile: the kernel scales and accumulates into C itself.
-                            im.kernel(kc, ap + ir * kc, bp + jr * kc, cij, ldc, alpha, bet);
+                            im.kernel(kc, apanel + ir * kc, bpanel + jr * kc, cij, ldc, alpha, bet);
                             continue;
                         }
                         // Edge tile: compute into a buffer, then combine the valid part.
-                        im.kernel(kc, ap + ir * kc, bp + jr * kc, tile, nr, 1.0f, 0.0f);
+                        im.kernel(kc, apanel + ir * kc, bpanel + jr * kc, tile, nr, 1.0f, 0.0f);
                         for (ptrdiff_t i = 0; i < h; i++) {
                             float *crow = cij + i * ldc;
                             const float *trow = tile + i * nr;
@@ -379,4 +446,10 @@ static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float 
             }
         }
     }
+}
+
+void lgap_sgemm_tile(int *mr, int *nr) {
+    impl_t im = get_impl();
+    *mr = im.mr;
+    *nr = im.nr;
 }

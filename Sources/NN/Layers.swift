@@ -1,42 +1,47 @@
 // The basic layers, each built from a weight scope with PyTorch's parameter names
 // (weight, bias) and shapes, and applied with callAsFunction.
+import Foundation
 import Tensor
 
-/// nn.Linear: y = x·Wᵀ + b. weight [out, in], bias [out].
+/// nn.Linear: y = x·Wᵀ + b. weight [out, in], bias [out]. The weight is also kept prepacked for the
+/// engine GEMM (see PackedWeights).
 public struct Linear: Sendable {
     public let weight: Tensor
     public let bias: Tensor?
+    let packed: PackedWeights?
 
     public init(_ w: WeightScope, inFeatures: Int, outFeatures: Int, bias hasBias: Bool = true) throws {
-        weight = try w.tensor("weight", shape: [outFeatures, inFeatures])
-        bias = hasBias ? try w.tensor("bias", shape: [outFeatures]) : nil
+        self.init(weight: try w.tensor("weight", shape: [outFeatures, inFeatures]),
+                  bias: hasBias ? try w.tensor("bias", shape: [outFeatures]) : nil)
     }
 
     public init(weight: Tensor, bias: Tensor?) {
         self.weight = weight
         self.bias = bias
+        packed = BLAS.backend == .engine ? PackedWeights(linearWeight: weight) : nil
     }
 
     public var inFeatures: Int { weight.shape[1] }
     public var outFeatures: Int { weight.shape[0] }
 
     /// x: [..., in] → [..., out]
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias, packed: packed) }
 }
 
-/// nn.Conv2d (groups 1, dilation 1). weight [Cout, Cin, k, k], bias [Cout].
+/// nn.Conv2d (groups 1, dilation 1). weight [Cout, Cin, k, k], bias [Cout]; the weight is also kept
+/// prepacked for the engine GEMM.
 public struct Conv2d: Sendable {
     public let weight: Tensor
     public let bias: Tensor?
     public let stride: Int
     public let padding: Int
+    let packed: PackedWeights?
+    let direct: DirectConvWeights?
 
     public init(_ w: WeightScope, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1,
                 padding: Int = 0, bias hasBias: Bool = true) throws {
-        weight = try w.tensor("weight", shape: [outChannels, inChannels, kernel, kernel])
-        bias = hasBias ? try w.tensor("bias", shape: [outChannels]) : nil
-        self.stride = stride
-        self.padding = padding
+        self.init(weight: try w.tensor("weight", shape: [outChannels, inChannels, kernel, kernel]),
+                  bias: hasBias ? try w.tensor("bias", shape: [outChannels]) : nil, stride: stride, padding: padding)
     }
 
     public init(weight: Tensor, bias: Tensor?, stride: Int, padding: Int) {
@@ -44,11 +49,15 @@ public struct Conv2d: Sendable {
         self.bias = bias
         self.stride = stride
         self.padding = padding
+        let engine = BLAS.backend == .engine
+        direct = engine && !ConvPolicy.disableDirect ? DirectConvWeights(convWeight: weight, stride: stride) : nil
+        packed = engine && direct == nil ? PackedWeights(convWeight: weight) : nil
     }
 
     /// x: [N, Cin, H, W] → [N, Cout, Ho, Wo]
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding))
+        if let direct { return conv2dDirect(x, weights: direct, bias: bias, padding: (padding, padding)) }
+        return conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding), packed: packed)
     }
 
     /// Folds an inference BatchNorm2d stored under `bn` (weight, bias, running_mean, running_var;
@@ -62,6 +71,11 @@ public struct Conv2d: Sendable {
         bn.store.ignore { $0 == bn.key("num_batches_tracked") }
         return Conv2d(weight: folded.weight, bias: folded.bias, stride: stride, padding: padding)
     }
+}
+
+/// Which convolution path layers take (LGAP_CONV=gemm forces the GEMM path, for comparison).
+public enum ConvPolicy {
+    nonisolated(unsafe) public static var disableDirect = ProcessInfo.processInfo.environment["LGAP_CONV"] == "gemm"
 }
 
 /// nn.GroupNorm over [N, C, *].

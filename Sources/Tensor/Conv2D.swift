@@ -8,8 +8,9 @@ let im2colBudget = 4 << 20
 
 /// x: [N, Cin, H, W], weight: [Cout, Cin, kh, kw], bias: [Cout]? → [N, Cout, Ho, Wo]
 /// Ho = (H + 2·ph − kh) / sh + 1 (PyTorch's Conv2d, dilation 1, groups 1).
+/// `packed`: the weight prepacked with PackedWeights(convWeight:) (engine GEMM only).
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
-                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), packed: PackedWeights? = nil) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4, "conv2d needs x [N,C,H,W] and weight [Co,Ci,kh,kw]; got \(x.shape), \(weight.shape)")
     let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
@@ -22,8 +23,8 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     let out = Tensor(uninitialized: [n, cout, ho, wo])
     let kdim = cin * kh * kw, plane = ho * wo
     let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
-    if !direct && BLAS.backend == .engine {
-        convPacked(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding)
+    if BLAS.backend == .engine && (!direct || packed != nil) {
+        convPacked(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding, packed: packed)
         return out
     }
     let bandRows = max(1, min(ho, im2colBudget / max(1, kdim * wo)))
@@ -68,13 +69,14 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
 /// The engine GEMM's convolution: each (image, column range) job packs its GEMM operand straight
 /// from the image, so no column matrix is written or read back. Jobs spread over the workers: whole
 /// images for batches, column ranges (multiples of 32 output pixels) for a single image.
-func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int)) {
+func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int),
+                packed: PackedWeights?) {
     let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     let (ho, wo) = (out.shape[2], out.shape[3])
     let plane = ho * wo
     if n > 1 && plane < 512 {
-        convPackedBatched(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding)
+        convPackedBatched(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding, packed: packed)
         return
     }
     let splits = n >= Engine.threads ? 1 : max(1, min(Engine.threads, (cout * plane * cin * kh * kw) / (1 << 20)))
@@ -88,7 +90,7 @@ func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride:
             let c0 = part * chunk, c1 = min(plane, c0 + chunk)
             guard c0 < c1 else { return }
             let oi = po.pointer + img * cout * plane
-            lgap_conv2d_image(pw.pointer, cout, px.pointer + img * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
+            lgap_conv2d_image(pw.pointer, packed?.handle, cout, px.pointer + img * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
                               padding.0, padding.1, ho, wo, c0, c1 - c0, oi)
             if let pb {
                 for c in 0..<cout { let b = pb.pointer[c]; for i in c0..<c1 { oi[c * plane + i] += b } }
@@ -106,7 +108,8 @@ func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride:
 
 /// Small images in a batch: each worker runs one GEMM over its share of the images (columns =
 /// image × pixel), then scatters [cout, images·plane] into NCHW and adds the bias.
-func convPackedBatched(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int)) {
+func convPackedBatched(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int),
+                       packed: PackedWeights?) {
     let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     let (ho, wo) = (out.shape[2], out.shape[3])
@@ -122,7 +125,7 @@ func convPackedBatched(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, 
             guard i0 < i1 else { return }
             let count = i1 - i0, cols = count * plane
             let tmp = ps.pointer + wk * cout * per * plane
-            lgap_conv2d_batch(pw.pointer, cout, px.pointer + i0 * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
+            lgap_conv2d_batch(pw.pointer, packed?.handle, cout, px.pointer + i0 * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
                               padding.0, padding.1, ho, wo, count, tmp)
             // [cout, count·plane] → out[i0 + img, co, :]
             for img in 0..<count {

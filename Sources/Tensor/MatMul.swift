@@ -1,5 +1,6 @@
 // Matrix products on cblas_sgemm.
 import CKernels
+import Dispatch
 
 /// a: [..., M, K], b: [K, N] → [..., M, N]. Leading dimensions of `a` fold into M.
 public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
@@ -15,7 +16,8 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
 }
 
 /// x: [..., in], weight: [out, in], bias: [out]? → [..., out]  (x · weightᵀ + bias, torch.nn.functional.linear)
-public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+/// `packed`: the same weight prepacked (engine GEMM only), read instead of packing it per call.
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, packed: PackedWeights? = nil) -> Tensor {
     precondition(weight.rank == 2, "linear weight must be [out, in], got \(weight.shape)")
     let inF = weight.shape[1], outF = weight.shape[0]
     precondition(x.rank >= 1 && x.shape[x.rank - 1] == inF, "linear: input \(x.shape) does not end in \(inF)")
@@ -31,9 +33,39 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
             }
             beta = 1
         }
-        BLAS.sgemm(transB: true, m: m, n: outF, k: inF, a: xp, lda: inF, b: wp, ldb: inF, beta: beta, c: cp, ldc: outF)
+        if let packed, BLAS.backend == .engine {
+            packedLinear(xp, m: m, k: inF, n: outF, packed: packed, beta: beta, c: cp)
+        } else {
+            BLAS.sgemm(transB: true, m: m, n: outF, k: inF, a: xp, lda: inF, b: wp, ldb: inF, beta: beta, c: cp, ldc: outF)
+        }
     } } }
     return out
+}
+
+/// C[m×n] = x[m×k] · (packed B) + beta·C, split over rows (or, for few rows, over NR-aligned column
+/// blocks) on the engine's workers.
+func packedLinear(_ x: UnsafePointer<Float>, m: Int, k: Int, n: Int, packed: PackedWeights, beta: Float, c: UnsafeMutablePointer<Float>) {
+    let workers = min(Engine.threads, max(1, (m * n * k) / (1 << 20)))
+    let (px, pc) = (SendablePointer(x), SendablePointer(c))
+    if workers <= 1 {
+        lgap_sgemm_packed(nil, 0, x, k, packed.handle, 1, nil, 0, 0, m, 0, n, k, 1, beta, c, n)
+    } else if m >= workers * 8 {
+        let block = (m + workers - 1) / workers
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let r0 = w * block, r1 = min(m, r0 + block)
+            guard r0 < r1 else { return }
+            lgap_sgemm_packed(nil, 0, px.pointer + r0 * k, k, packed.handle, 1, nil, 0, 0, r1 - r0, 0, n, k, 1, beta,
+                              pc.pointer + r0 * n, n)
+        }
+    } else {
+        let nr = PackedWeights.tile.nr
+        let block = ((n + workers - 1) / workers + nr - 1) / nr * nr
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            let c0 = w * block, c1 = min(n, c0 + block)
+            guard c0 < c1 else { return }
+            lgap_sgemm_packed(nil, 0, px.pointer, k, packed.handle, 1, nil, 0, 0, m, c0, c1 - c0, k, 1, beta, pc.pointer + c0, n)
+        }
+    }
 }
 
 /// a: [B, M, K], b: [B, K, N] (or [B, N, K] with transposeB) → [B, M, N]; `alpha` scales the product.

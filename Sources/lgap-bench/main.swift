@@ -2,6 +2,7 @@
 // reference measured on the same machine, thread count and OPENBLAS_CORETYPE in the same run.
 //
 //   lgap-bench ops [--threads N] [--repeat R] [--python PATH] [--filter SUBSTRING]
+//   lgap-bench models --suite classifier|unet|captioner|all [--threads N] [--repeat R] [--cache DIR]
 import Foundation
 import Tensor
 
@@ -17,7 +18,13 @@ Engine.threads = threads
 do {
     switch args.first ?? "ops" {
     case "ops": try runOpsBench(threads: threads, repeats: repeatCount, python: python, filter: args.contains("--filter") ? option("--filter", "") : nil)
-    default: throw BenchError.usage("usage: lgap-bench ops [--threads N] [--repeat R] [--python PATH]")
+    case "models":
+        try runModelsBench(suite: option("--suite", "classifier"), threads: threads, repeats: repeatCount, python: python,
+                           cache: option("--cache", NSHomeDirectory() + "/.cache/lgap/bench-models"))
+    case "model-case":
+        let (seconds, rss) = try runModelCase(args.count > 1 ? args[1] : "", cache: option("--cache", ""), repeats: repeatCount)
+        print("{\"seconds\": \(seconds), \"peak_rss_kb\": \(rss)}")
+    default: throw BenchError.usage("usage: lgap-bench ops|models [options] (see Sources/lgap-bench/main.swift)")
     }
 } catch {
     FileHandle.standardError.write("lgap-bench: \(error)\n".data(using: .utf8)!)

@@ -59,3 +59,32 @@ final class GEMMTests: XCTestCase {
         print("engine GEMM kernel: \(BLAS.engineKernel)")
     }
 }
+
+final class PackedGEMMTests: XCTestCase {
+    /// Prepacked weights give the same linear and conv results as packing per call, including the
+    /// row- and column-split paths.
+    func testPackedWeightsMatchUnpacked() {
+        var seed: UInt64 = 7
+        func rnd(_ shape: [Int]) -> Tensor {
+            Tensor(shape: shape, data: (0..<Tensor.elementCount(shape)).map { _ in
+                seed = seed &* 6364136223846793005 &+ 1442695040888963407
+                return Float(Int64(bitPattern: seed >> 12) % 2000) / 1000 - 1
+            })
+        }
+        for (m, k, n) in [(3, 257, 70), (64, 300, 1000), (1, 64, 33), (513, 40, 9)] {
+            let x = rnd([m, k]), w = rnd([n, k]), b = rnd([n])
+            let packed = PackedWeights(linearWeight: w)
+            let c = compare(linear(x, weight: w, bias: b, packed: packed), linear(x, weight: w, bias: b), atol: 1e-5, rtol: 1e-5,
+                            name: "packed linear \(m)×\(k)→\(n)")
+            XCTAssert(c.ok, c.report)
+        }
+        for (n, cin, hw, cout, k, s) in [(1, 5, 17, 12, 3, 1), (3, 8, 9, 20, 3, 2), (2, 16, 32, 9, 1, 1), (5, 3, 8, 16, 5, 1)] {
+            let x = rnd([n, cin, hw, hw]), w = rnd([cout, cin, k, k]), b = rnd([cout])
+            let packed = PackedWeights(convWeight: w)
+            let c = compare(conv2d(x, weight: w, bias: b, stride: (s, s), padding: (k / 2, k / 2), packed: packed),
+                            conv2d(x, weight: w, bias: b, stride: (s, s), padding: (k / 2, k / 2)), atol: 1e-4, rtol: 1e-4,
+                            name: "packed conv n\(n) c\(cin) \(hw)² → \(cout) k\(k) s\(s)")
+            XCTAssert(c.ok, c.report)
+        }
+    }
+}

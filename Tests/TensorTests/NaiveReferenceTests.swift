@@ -58,6 +58,21 @@ final class NaiveReferenceTests: XCTestCase {
         XCTAssert(c.ok, c.report)
     }
 
+    func testDirectConvMatchesNaive() throws {
+        var ran = 0
+        for (i, (n, ci, h, w, co, k, p)) in [(2, 5, 13, 9, 7, 3, 1), (1, 16, 32, 32, 16, 3, 1), (3, 8, 8, 8, 20, 3, 1), (1, 3, 9, 11, 12, 5, 2),
+                                             (2, 4, 6, 7, 9, 1, 0), (1, 2, 5, 5, 3, 3, 0)].enumerated() {
+            let x = random([n, ci, h, w], seed: UInt64(100 + i)), wt = random([co, ci, k, k], seed: UInt64(200 + i))
+            let b = random([co], seed: UInt64(300 + i))
+            guard let dw = DirectConvWeights(convWeight: wt, stride: 1) else { continue }
+            ran += 1
+            let c = compare(conv2dDirect(x, weights: dw, bias: b, padding: (p, p)), naiveConv(x, wt, b, stride: 1, pad: p),
+                            atol: 1e-4, rtol: 1e-4, name: "direct conv \(i)")
+            XCTAssert(c.ok, c.report)
+        }
+        if ran == 0 { throw XCTSkip("no AVX-512: the direct convolution kernel is not used on this CPU") }
+    }
+
     func testMatmulMatchesNaive() {
         let a = random([3, 17, 29], seed: 5), b = random([29, 13], seed: 6)
         let y = matmul(a, b)

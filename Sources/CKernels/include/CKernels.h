@@ -51,6 +51,19 @@ void lgap_add_row_bias(float *x, const float *bias, ptrdiff_t rows, ptrdiff_t co
 /// x[c, j] += bias[c] for a [channels, inner] block.
 void lgap_add_channel_bias(float *x, const float *bias, ptrdiff_t channels, ptrdiff_t inner);
 
+/// Direct stride-1 convolution (AVX-512 only: check lgap_direct_conv_available()).
+int lgap_direct_conv_available(void);
+/// Weights [cout, cin, kh, kw] → [ceil(cout/8)][cin][kh][kw][8] (zero-padded channels).
+void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out);
+/// Floats the zero-padded input copy needs (each channel plane plus 64 floats of slack).
+ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t ph, ptrdiff_t pw);
+/// x: [cin, h, w] → xp: zero-padded planes of (h+2ph)×(w+2pw) floats, each followed by 64 zeros.
+void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t ph, ptrdiff_t pw, float *xp);
+/// Output channel blocks block0..block1 (8 channels each) of one image: out [cout, ho, wo] (+ bias).
+void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
+                      ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
+                      float *out);
+
 #ifdef __cplusplus
 }
 #endif

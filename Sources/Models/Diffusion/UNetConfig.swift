@@ -21,7 +21,7 @@ public enum PerBlock: Codable, Sendable, Equatable {
         }
     }
 
-    func value(_ i: Int) -> Int {
+    public func value(_ i: Int) -> Int {
         switch self {
         case .all(let v): return v
         case .each(let v): return v[min(i, v.count - 1)]

@@ -1,0 +1,127 @@
+// Direct convolution (stride 1) for AVX-512: no column matrix and no packing of the image.
+//
+// The output is computed on the padded input's row grid: output position t = oy·Wp + ox reads
+// input t + ky·Wp + kx of each channel plane, so a tile of 32 consecutive positions is two 16-wide
+// loads per (channel, ky, kx) and the 3×3 taps are just offsets. Positions with ox ≥ wo (the
+// padding columns) are computed and dropped. Weights are prepacked as [cout/8][cin][kh][kw][8] so
+// the 8 output channels' weights for one tap are adjacent broadcasts. Tiles: 8 channels × 32
+// positions (16 zmm accumulators), as the GEMM micro-kernel.
+#include "CKernels.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+int lgap_direct_conv_available(void) {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out) {
+    ptrdiff_t blocks = (cout + 7) / 8, taps = kh * kw;
+    for (ptrdiff_t cb = 0; cb < blocks; cb++)
+        for (ptrdiff_t ci = 0; ci < cin; ci++)
+            for (ptrdiff_t t = 0; t < taps; t++)
+                for (ptrdiff_t i = 0; i < 8; i++) {
+                    ptrdiff_t co = cb * 8 + i;
+                    out[((cb * cin + ci) * taps + t) * 8 + i] = co < cout ? w[(co * cin + ci) * taps + t] : 0.0f;
+                }
+}
+
+ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t ph, ptrdiff_t pw) {
+    ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw;
+    (void)kh;
+    return cin * (hp * wp + 64);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f")))
+static void tile_8x32(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
+                      const float *wk, float *acc_out) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+    for (ptrdiff_t ci = 0; ci < cin; ci++) {
+        const float *base = xp + ci * plane;
+        for (ptrdiff_t ky = 0; ky < kh; ky++) {
+            const float *row = base + ky * wp;
+            for (ptrdiff_t kx = 0; kx < kw; kx++) {
+                __m512 b0 = _mm512_loadu_ps(row + kx), b1 = _mm512_loadu_ps(row + kx + 16);
+                __m512 a;
+                a = _mm512_set1_ps(wk[0]); c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);
+                a = _mm512_set1_ps(wk[1]); c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);
+                a = _mm512_set1_ps(wk[2]); c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);
+                a = _mm512_set1_ps(wk[3]); c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);
+                a = _mm512_set1_ps(wk[4]); c40 = _mm512_fmadd_ps(a, b0, c40); c41 = _mm512_fmadd_ps(a, b1, c41);
+                a = _mm512_set1_ps(wk[5]); c50 = _mm512_fmadd_ps(a, b0, c50); c51 = _mm512_fmadd_ps(a, b1, c51);
+                a = _mm512_set1_ps(wk[6]); c60 = _mm512_fmadd_ps(a, b0, c60); c61 = _mm512_fmadd_ps(a, b1, c61);
+                a = _mm512_set1_ps(wk[7]); c70 = _mm512_fmadd_ps(a, b0, c70); c71 = _mm512_fmadd_ps(a, b1, c71);
+                wk += 8;
+            }
+        }
+    }
+    _mm512_storeu_ps(acc_out + 0 * 32, c00); _mm512_storeu_ps(acc_out + 0 * 32 + 16, c01);
+    _mm512_storeu_ps(acc_out + 1 * 32, c10); _mm512_storeu_ps(acc_out + 1 * 32 + 16, c11);
+    _mm512_storeu_ps(acc_out + 2 * 32, c20); _mm512_storeu_ps(acc_out + 2 * 32 + 16, c21);
+    _mm512_storeu_ps(acc_out + 3 * 32, c30); _mm512_storeu_ps(acc_out + 3 * 32 + 16, c31);
+    _mm512_storeu_ps(acc_out + 4 * 32, c40); _mm512_storeu_ps(acc_out + 4 * 32 + 16, c41);
+    _mm512_storeu_ps(acc_out + 5 * 32, c50); _mm512_storeu_ps(acc_out + 5 * 32 + 16, c51);
+    _mm512_storeu_ps(acc_out + 6 * 32, c60); _mm512_storeu_ps(acc_out + 6 * 32 + 16, c61);
+    _mm512_storeu_ps(acc_out + 7 * 32, c70); _mm512_storeu_ps(acc_out + 7 * 32 + 16, c71);
+}
+#endif
+
+void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t ph, ptrdiff_t pw, float *xp) {
+    ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw, plane = hp * wp + 64;
+    memset(xp, 0, (size_t)(cin * plane) * sizeof(float));
+    for (ptrdiff_t c = 0; c < cin; c++)
+        for (ptrdiff_t y = 0; y < h; y++)
+            memcpy(xp + c * plane + (y + ph) * wp + pw, x + (c * h + y) * w, (size_t)w * sizeof(float));
+}
+
+void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
+                      ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
+                      float *out) {
+#if defined(__x86_64__)
+    ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw, plane = hp * wp + 64;
+    ptrdiff_t ho = hp - kh + 1, wo = wp - kw + 1;
+    ptrdiff_t grid = ho * wp;
+    float acc[8 * 32];
+    for (ptrdiff_t cb = block0; cb < block1; cb++) {
+        const float *wk = wpk + cb * cin * kh * kw * 8;
+        for (ptrdiff_t t0 = 0; t0 < grid; t0 += 32) {
+            tile_8x32(xp + t0, plane, wp, cin, kh, kw, wk, acc);
+            ptrdiff_t tn = grid - t0 < 32 ? grid - t0 : 32;
+            // Copy the tile's valid positions row run by row run (no per-element division).
+            ptrdiff_t oy0 = t0 / wp, ox0 = t0 % wp;
+            for (int i = 0; i < 8; i++) {
+                ptrdiff_t co = cb * 8 + i;
+                if (co >= cout) break;
+                float b = bias ? bias[co] : 0.0f;
+                float *dst = out + co * ho * wo;
+                const float *src = acc + i * 32;
+                ptrdiff_t j = 0, oy = oy0, ox = ox0;
+                while (j < tn) {
+                    ptrdiff_t run = wp - ox < tn - j ? wp - ox : tn - j;   // positions left on this grid row
+                    ptrdiff_t valid = ox < wo ? (wo - ox < run ? wo - ox : run) : 0;
+                    float *d = dst + oy * wo + ox;
+                    for (ptrdiff_t q = 0; q < valid; q++) d[q] = src[j + q] + b;
+                    j += run;
+                    oy += 1;
+                    ox = 0;
+                }
+            }
+        }
+    }
+#else
+    (void)xp; (void)wpk; (void)bias; (void)cout; (void)cin; (void)h; (void)w; (void)kh; (void)kw; (void)ph; (void)pw;
+    (void)block0; (void)block1; (void)out;
+    abort();
+#endif
+}
