@@ -93,9 +93,17 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
     ptrdiff_t ho = hp - kh + 1, wo = wp - kw + 1;
     ptrdiff_t grid = ho * wp;
     float acc[8 * 32];
+    // Bands of grid positions sized so the input rows a band reads (cin × (rows + kh) × wp floats)
+    // stay in L2 while every channel block passes over them; weights of one block stay in L1.
+    ptrdiff_t band_rows = (256 * 1024 / 4) / (cin * wp > 0 ? cin * wp : 1) - kh;
+    if (band_rows < 1) band_rows = 1;
+    ptrdiff_t band = band_rows * wp;
+    band = (band + 31) / 32 * 32;
+    for (ptrdiff_t b0 = 0; b0 < grid; b0 += band) {
+    ptrdiff_t b1 = grid - b0 < band ? grid : b0 + band;
     for (ptrdiff_t cb = block0; cb < block1; cb++) {
         const float *wk = wpk + cb * cin * kh * kw * 8;
-        for (ptrdiff_t t0 = 0; t0 < grid; t0 += 32) {
+        for (ptrdiff_t t0 = b0; t0 < b1; t0 += 32) {
             tile_8x32(xp + t0, plane, wp, cin, kh, kw, wk, acc);
             ptrdiff_t tn = grid - t0 < 32 ? grid - t0 : 32;
             // Copy the tile's valid positions row run by row run (no per-element division).
@@ -118,6 +126,7 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
                 }
             }
         }
+    }
     }
 #else
     (void)xp; (void)wpk; (void)bias; (void)cout; (void)cin; (void)h; (void)w; (void)kh; (void)kw; (void)ph; (void)pw;

@@ -59,8 +59,14 @@ def prepare(cache):
                       sample_size=512).save_pretrained(cache / "vae-sd15")
         print("wrote vae-sd15", flush=True)
     from transformers import BlipConfig, BlipForConditionalGeneration
-    if not (cache / "blip-base" / "config.json").exists():
+    if not (cache / "blip-base" / "vocab.txt").exists():
+        from transformers import BertTokenizer, BlipImageProcessor
+        from lgaptools.cifar import SHARED
         BlipForConditionalGeneration(BlipConfig()).save_pretrained(cache / "blip-base")
+        tok = BertTokenizer(str(SHARED / "data" / "tokenizers" / "bert-base-uncased" / "vocab.txt"))
+        tok.add_special_tokens({"bos_token": "[DEC]", "additional_special_tokens": ["[ENC]"]})
+        tok.save_pretrained(cache / "blip-base")
+        BlipImageProcessor(size={"height": 384, "width": 384}).save_pretrained(cache / "blip-base")
         print("wrote blip-base", flush=True)
 
 
