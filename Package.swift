@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
-        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models"]),
+        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models", "Messaging", "CZeroMQ"]),
         .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "CZeroMQ"]),
 
         // Tests.

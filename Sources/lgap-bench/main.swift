@@ -3,6 +3,7 @@
 //
 //   lgap-bench ops [--threads N] [--repeat R] [--python PATH] [--filter SUBSTRING]
 //   lgap-bench models --suite classifier|unet|captioner|all [--threads N] [--repeat R] [--cache DIR]
+//   lgap-bench daemon [--images N] [--batch B] [--threads N]
 import Foundation
 import Tensor
 
@@ -21,6 +22,8 @@ do {
     case "models":
         try runModelsBench(suite: option("--suite", "classifier"), threads: threads, repeats: repeatCount, python: python,
                            cache: option("--cache", NSHomeDirectory() + "/.cache/lgap/bench-models"))
+    case "daemon":
+        try runDaemonBench(images: Int(option("--images", "5000")) ?? 5000, threads: threads, batch: Int(option("--batch", "32")) ?? 32)
     case "model-case":
         let (seconds, rss) = try runModelCase(args.count > 1 ? args[1] : "", cache: option("--cache", ""), repeats: repeatCount)
         print("{\"seconds\": \(seconds), \"peak_rss_kb\": \(rss)}")

@@ -21,6 +21,7 @@ Examples: "a brown horse on green grass", "a photo of a small white airplane in 
 """
 import colorsys
 import hashlib
+import re
 
 import numpy as np
 
@@ -134,7 +135,8 @@ def vocabulary():
     """Every word any caption can contain, sorted (the captioner's word-level vocabulary)."""
     words = set()
     for t in TEMPLATES:
-        words.update(w for w in t.split() if "{" not in w)
+        # Strip placeholders but keep the words glued to them ("{light}picture" → "picture").
+        words.update(w for w in re.sub(r"\{[a-z]+\}", " ", t).split())
     for syn in SYNONYMS.values():
         words.update(syn)
     words.update(COLOURS)

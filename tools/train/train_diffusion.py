@@ -21,6 +21,7 @@ Export the EMA weights into the pack:
 Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/{text_encoder,tokenizer,unet,scheduler}.
 """
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -113,16 +114,51 @@ def validate(unet, text, x0, ids, alphas_cumprod, seed=1234):
     return out
 
 
-def export(unet, text, ema_unet, ema_text, pack, tokenizer_dir_src=None):
+def compact_vocabulary(text, tokenizer, used_ids, folder):
+    """Keeps only the token embeddings training ever updated (the captions' tokens and the special
+    tokens) and renumbers them: the full CLIP table is 49,408 × hidden, almost all of it untrained random
+    rows, and would be a third of the pack. The tokenizer keeps CLIP's merges; vocab.json lists the kept
+    tokens with their new ids, and any other token maps to <|endoftext|> (CLIPTokenizer's unk) — which
+    the untrained rows were no better than. Returns the number of tokens kept."""
+    keep = sorted(set(used_ids) | {tokenizer.bos_token_id, tokenizer.eos_token_id})
+    inverse = {v: k for k, v in tokenizer.get_vocab().items()}
+    emb = text.text_model.embeddings.token_embedding
+    new = torch.nn.Embedding(len(keep), emb.embedding_dim)
+    with torch.no_grad():
+        new.weight.copy_(emb.weight[keep])
+    text.text_model.embeddings.token_embedding = new
+    text.config.vocab_size = len(keep)
+    text.config.bos_token_id = keep.index(tokenizer.bos_token_id)
+    text.config.eos_token_id = keep.index(tokenizer.eos_token_id)
+    text.config.pad_token_id = keep.index(tokenizer.eos_token_id)
+    folder = Path(folder)
+    cliptok.write_tokenizer_folder(folder)
+    (folder / "vocab.json").write_text(json.dumps({inverse[old]: i for i, old in enumerate(keep)}, ensure_ascii=False))
+    return len(keep)
+
+
+def export(unet, text, ema_unet, ema_text, pack):
     from diffusers import DDIMScheduler
+    from transformers import CLIPTokenizer
     pack = Path(pack)
     unet.load_state_dict(ema_unet)
     text.load_state_dict(ema_text)
+    tok_dir = cifar.cache_dir() / "clip-tokenizer"
+    tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir)) if (tok_dir / "vocab.json").is_file() else cliptok.write_tokenizer_folder(tok_dir)
+    images, labels, _ = cifar.load("train")
+    used = torch.unique(caption_ids(images, labels, tokenizer)).tolist()
+    kept = compact_vocabulary(text, tokenizer, used, pack / "tokenizer")
     unet.to(torch.float16).save_pretrained(pack / "unet", safe_serialization=True)
     text.to(torch.float16).save_pretrained(pack / "text_encoder", safe_serialization=True)
-    cliptok.write_tokenizer_folder(pack / "tokenizer")
     DDIMScheduler(**SCHEDULER).save_pretrained(pack / "scheduler")
-    print(f"exported EMA weights to {pack}")
+    # The compact tokenizer must give the trained model the same ids for every training caption.
+    check = CLIPTokenizer.from_pretrained(str(pack / "tokenizer"))
+    caps = [captions.caption(int(l), im) for im, l in zip(images[:2000], labels[:2000])]
+    full = tokenizer(caps, padding="max_length", max_length=77).input_ids
+    compact = check(caps, padding="max_length", max_length=77).input_ids
+    remap = {old: i for i, old in enumerate(sorted(set(used) | {tokenizer.bos_token_id, tokenizer.eos_token_id}))}
+    assert all([remap[t] for t in f] == c for f, c in zip(full, compact)), "compact vocabulary changes caption ids"
+    print(f"exported EMA weights to {pack} (text vocabulary compacted to {kept} tokens)")
 
 
 def main():
