@@ -8,19 +8,10 @@ import Digest
 
 final class CIFARJPEGParityTests: XCTestCase {
     func testAllTestDevImagesMatchPIL() throws {
-        let archive = (Fixtures.shared as NSString).appendingPathComponent("data/cifar10/test-dev.tar.gz")
-        guard FileManager.default.fileExists(atPath: archive) else {
-            throw XCTSkip("\(archive) not found (the ../shared data folder is needed)")
+        guard let dir = try Fixtures.extractTestDev() else {
+            throw XCTSkip("../shared/data/cifar10/test-dev.tar.gz not found (the ../shared data folder is needed)")
         }
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-cifar-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let tar = Process()
-        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        tar.arguments = ["tar", "xzf", archive, "-C", dir]
-        try tar.run()
-        tar.waitUntilExit()
-        XCTAssertEqual(tar.terminationStatus, 0, "tar failed")
 
         let listing = try String(contentsOfFile: Fixtures.path("cifar10-test-dev-pil.txt"), encoding: .utf8)
         let entries = listing.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }

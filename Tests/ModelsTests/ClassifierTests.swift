@@ -26,17 +26,10 @@ final class ClassifierTests: XCTestCase {
     }
 
     func testResNet56OnRealImagesMatchesPyTorch() throws {
-        let archive = Fixtures.shared + "/data/cifar10/test-dev.tar.gz"
-        guard FileManager.default.fileExists(atPath: archive) else { throw XCTSkip("needs ../shared test-dev") }
         let golden = try SafeTensorsFile(path: folder("resnet56-cifar64.safetensors"))
         let names = try JSONDecoder().decode([String].self, from: Data(golden.metadata["names"]!.utf8))
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-r56-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        guard let dir = try Fixtures.extractTestDev(names) else { throw XCTSkip("needs ../shared test-dev") }
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let tar = Process()
-        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        tar.arguments = ["tar", "xzf", archive, "-C", dir] + names
-        try tar.run(); tar.waitUntilExit()
         let images = try names.map { try ImageCodec.decode(contentsOf: dir + "/" + $0) }
         let clf = try ImageClassifier(folder: Fixtures.repositoryRoot + "/models/cifar10-mini/classifier")
         let logits = clf.logits(images)

@@ -17,17 +17,10 @@ final class PackParityTests: XCTestCase {
               FileManager.default.fileExists(atPath: packDir + "/unet/config.json") else {
             throw XCTSkip("the default pack has no captioner/purifier yet (or no pack golden)")
         }
-        let archive = Fixtures.shared + "/data/cifar10/test-dev.tar.gz"
-        guard FileManager.default.fileExists(atPath: archive) else { throw XCTSkip("needs ../shared test-dev") }
         let golden = try SafeTensorsFile(path: goldenPath)
         let names = try JSONDecoder().decode([String].self, from: Data(golden.metadata["names"]!.utf8))
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-pack-\(getpid())").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        guard let dir = try Fixtures.extractTestDev(names) else { throw XCTSkip("needs ../shared test-dev") }
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let tar = Process()
-        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        tar.arguments = ["tar", "xzf", archive, "-C", dir] + names
-        try tar.run(); tar.waitUntilExit()
         let images = try names.map { try ImageCodec.decode(contentsOf: dir + "/" + $0) }
         let pack = try Pack(folder: packDir)
         let captioner = try XCTUnwrap(pack.captioner)

@@ -100,3 +100,21 @@ public func recordParity(_ c: Comparison) {
         _ = FileManager.default.createFile(atPath: path, contents: line.data(using: .utf8))
     }
 }
+
+extension Fixtures {
+    /// Extracts `names` (or the whole archive) from ../shared's CIFAR-10 test-dev archive into a fresh
+    /// temporary folder and returns it; nil when ../shared is not there. The caller removes the folder.
+    public static func extractTestDev(_ names: [String] = []) throws -> String? {
+        let archive = shared + "/data/cifar10/test-dev.tar.gz"
+        guard FileManager.default.fileExists(atPath: archive) else { return nil }
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-testdev-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        tar.arguments = ["tar", "xzf", archive, "-C", dir] + names
+        try tar.run()
+        tar.waitUntilExit()
+        guard tar.terminationStatus == 0 else { throw CocoaError(.fileReadCorruptFile, userInfo: [NSFilePathErrorKey: archive]) }
+        return dir
+    }
+}
