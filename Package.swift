@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "NN", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "TestSupport"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "TestSupport"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "Stages", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Digest", "TestSupport", "CZeroMQ"]),
     ],
     swiftLanguageModes: [.v6]
