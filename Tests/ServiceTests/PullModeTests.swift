@@ -36,7 +36,7 @@ final class PullModeTests: ServiceTestCase {
             guard let r = got.first else { continue }
             XCTAssertEqual(r["status"] as? String, "done", "\(id): \(r)")
             XCTAssertEqual(r["input_sha256"] as? String, SHA256.hex(bytes), id)
-            XCTAssertEqual(r["stages_run"] as? [String], ["decode", "classify"], id)
+            XCTAssertEqual(r["stages_run"] as? [String], Self.defaultPackStages, id)
             XCTAssertTrue(classes.contains(r["label"] as? String ?? ""), "\(id): label \(r["label"] ?? "nil") is not a class")
             let confidence = r["confidence"] as? Double ?? -1
             XCTAssertTrue(confidence > 0 && confidence <= 1, "\(id): confidence \(confidence)")
@@ -55,7 +55,7 @@ final class PullModeTests: ServiceTestCase {
             XCTAssertEqual(row.inputSha256, SHA256.hex(bytes), id)
             XCTAssertEqual(row.inputSize, bytes.count, id)
             XCTAssertEqual(try store.input(of: id), bytes, "\(id): stored input bytes")
-            XCTAssertEqual(row.stages, "decode,classify", id)
+            XCTAssertEqual(row.stages, Self.defaultPackStages.joined(separator: ","), id)
             XCTAssertEqual(row.label, "cat", "\(id): ground truth")
             XCTAssertEqual(row.predLabel, r["label"] as? String, id)
             XCTAssertEqual(row.attempts, 1, id)
