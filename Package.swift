@@ -58,13 +58,13 @@ let package = Package(
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models", "Messaging", "CZeroMQ"]),
-        .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "CZeroMQ"]),
+        .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "LGAPFuzzSupport", "CZeroMQ"]),
 
         // Tests.
         .target(name: "TestSupport", dependencies: ["Tensor", "NN"], path: "Tests/TestSupport"),
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "NN", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
-        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "TestSupport"]),
+        .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "Messaging", "LGAPFuzzSupport", "TestSupport"]),
         .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "Stages", "TestSupport"]),
         .testTarget(name: "ServiceTests", dependencies: ["Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Digest", "TestSupport", "CZeroMQ"]),
     ],

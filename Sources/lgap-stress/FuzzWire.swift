@@ -2,6 +2,7 @@
 // and checks that each gets an acknowledgement (every refusal carrying a reason), that the daemon
 // stays up, that its memory stays bounded, and that it still processes a good job at the end.
 import Foundation
+import LGAPFuzzSupport
 import Messaging
 import Provenance
 
@@ -13,20 +14,6 @@ struct FuzzWireOptions {
     var workdir: String
     var port = 29555
     var seed: UInt64 = 1
-}
-
-/// A tiny deterministic generator (SplitMix64) so a failing message can be reproduced from its index.
-struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E3779B97F4A7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58476D1CE4E5B9
-        z = (z ^ (z >> 27)) &* 0x94D049BB133111EB
-        return z ^ (z >> 31)
-    }
-    mutating func int(_ n: Int) -> Int { Int(next() % UInt64(max(n, 1))) }
-    mutating func bytes(_ n: Int) -> [UInt8] { (0..<n).map { _ in UInt8(truncatingIfNeeded: next()) } }
 }
 
 /// One malformed message: frames built from valid pieces by one of several mutation kinds.
