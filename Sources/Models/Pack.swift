@@ -64,6 +64,17 @@ public final class Pack: Sendable {
         return chunk(out, parts: out.shape[0], axis: 0).map { RGBImage(tensor: $0) }
     }
 
+    /// Purifies a batch in one denoising loop (images and parameters must share schedule and size:
+    /// see DiffusionPurifier.canBatch). Each image's results equal those of `purify` alone.
+    public func purify(_ items: [(image: RGBImage, caption: String, parameters: PurificationParameters)],
+                       progress: (@Sendable () -> Void)? = nil) throws -> [[RGBImage]] {
+        guard let purifier else { return items.map { [$0.image] } }
+        let requests = items.map { PurificationRequest(image: $0.image.tensor(), caption: $0.caption, parameters: $0.parameters) }
+        return try purifier.purify(requests, progress: progress).map { out in
+            chunk(out, parts: out.shape[0], axis: 0).map { RGBImage(tensor: $0) }
+        }
+    }
+
     /// One prediction per group: an ensemble's softmax probabilities are averaged (soft vote).
     public func classify(_ groups: [[RGBImage]], topK: Int = 5) -> [Prediction] {
         let flat = groups.flatMap { $0 }

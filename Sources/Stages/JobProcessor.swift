@@ -83,30 +83,53 @@ public final class JobProcessor: Sendable {
         return batch
     }
 
+    /// Purifies the batch: items that share a schedule and image size go through one denoising loop
+    /// together (each with its own seed, so results do not depend on the batch). If a group fails,
+    /// its items are retried one by one so one bad item cannot fail its neighbours.
     public func purify(_ batch: [JobItem]) -> [JobItem] {
-        for item in batch where item.ok {
-            guard let image = item.image else { continue }
-            guard options.purify, pack.purifier != nil else {
-                item.purified = [image]
-                continue
-            }
+        let live = batch.filter { $0.ok && $0.image != nil }
+        guard options.purify, pack.purifier != nil else {
+            for item in live { item.purified = [item.image!] }
+            return batch
+        }
+        var groups: [[JobItem]] = []
+        for item in live {
+            if let i = groups.firstIndex(where: { Self.sameSchedule($0[0], item) }) { groups[i].append(item) } else { groups.append([item]) }
+        }
+        for group in groups {
             do {
-                let guide = options.emptyCaption ? "" : item.caption?.text ?? ""
-                let (out, ms) = try Self.timed {
-                    try pack.purify(image, caption: guide, parameters: item.parameters, progress: options.progress)
+                try purifyGroup(group)
+            } catch where group.count > 1 {
+                for item in group {
+                    do { try purifyGroup([item]) } catch { item.fail("failed", "purify_error", "\(error)") }
                 }
-                item.purified = out
-                item.timings["purify"] = ms
-                item.stagesRun.append("purify")
-                var bytes: [UInt8] = []
-                for img in out { bytes += img.pixels }
-                item.purifiedSHA256 = SHA256.hex(bytes)
-                if options.keepPurified { item.purifiedPNG = try? ImageCodec.encodePNG(out[0]) }
             } catch {
-                item.fail("failed", "purify_error", "\(error)")
+                group[0].fail("failed", "purify_error", "\(error)")
             }
         }
         return batch
+    }
+
+    static func sameSchedule(_ a: JobItem, _ b: JobItem) -> Bool {
+        var pa = a.parameters, pb = b.parameters
+        pa.seed = 0; pb.seed = 0
+        return pa == pb && a.image?.width == b.image?.width && a.image?.height == b.image?.height
+    }
+
+    private func purifyGroup(_ group: [JobItem]) throws {
+        let inputs = group.map { item in
+            (image: item.image!, caption: options.emptyCaption ? "" : item.caption?.text ?? "", parameters: item.parameters)
+        }
+        let (outputs, ms) = try Self.timed { try pack.purify(inputs, progress: options.progress) }
+        for (item, out) in zip(group, outputs) {
+            item.purified = out
+            item.timings["purify"] = ms / Double(group.count)
+            item.stagesRun.append("purify")
+            var bytes: [UInt8] = []
+            for img in out { bytes += img.pixels }
+            item.purifiedSHA256 = SHA256.hex(bytes)
+            if options.keepPurified { item.purifiedPNG = try? ImageCodec.encodePNG(out[0]) }
+        }
     }
 
     public func classify(_ batch: [JobItem]) -> [JobItem] {

@@ -20,7 +20,7 @@ struct Purify: ParsableCommand {
     @Flag(name: .customLong("no-purify"), help: "Skip purification (caption + classify the input as is).") var noPurify = false
     @Flag(name: .customLong("empty-caption"), help: "Purify with the empty caption (no language guidance); captions are still generated and reported.")
     var emptyCaption = false
-    @Option(help: "Images per caption/classify batch.") var batch = 8
+    @Option(help: "Images per batch (caption, purify — one denoising loop for the batch — and classify).") var batch = 8
     @Option(name: .customLong("save-purified"), help: "Folder for purified PNGs.") var savePurified: String?
     @Option(help: "Engine threads.") var threads = 2
     @Flag(help: "One JSON object per line (the default prints a table).") var json = false

@@ -137,6 +137,39 @@ final class DiffusionTests: XCTestCase {
         }
     }
 
+    /// A batch gives each image what it gets alone (its own generator; seeds and captions differ), and
+    /// the first one still matches the reference. Both the latent (VAE) and the pixel pipeline, with eta > 0
+    /// and ensembles where the golden cases have them.
+    func testBatchedPurificationEqualsOneAtATime() throws {
+        for (folder, size) in [(sd, nil), (pixel, (16, 16))] as [(String, (Int, Int)?)] {
+            let g = try golden(folder)
+            let purifier = try DiffusionPurifier(pack: folder, modelSize: size, resizeMode: .bicubic)
+            let image = try g.tensor(folder == sd ? "purify.image" : "image")
+            let cases = try JSONDecoder().decode([String: PurifyCase].self, from: Data(g.metadata["purify"]!.utf8))
+            for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
+                let requests = (0..<3).map { i -> PurificationRequest in
+                    var p = c.parameters
+                    p.seed += UInt64(i)
+                    return PurificationRequest(image: i == 1 ? image * Float(0.9) : image, caption: i == 2 ? "" : c.caption, parameters: p)
+                }
+                let batched = try purifier.purify(requests)
+                XCTAssertEqual(batched.count, 3)
+                for (i, r) in requests.enumerated() {
+                    let alone = try purifier.purify(r.image, caption: r.caption, parameters: r.parameters)
+                    check(batched[i], alone, "\(folder.split(separator: "/").last!) \(name) batch item \(i) vs alone", atol: 1e-4, rtol: 0)
+                }
+                let expected = try g.tensor(folder == sd ? "purify.\(name)" : name)
+                check(batched[0], expected, "\(name) batched vs reference", atol: 1e-3, rtol: 0)
+            }
+            // Requests with different schedules are refused, not silently run with the first one's.
+            var other = cases.values.first!.parameters
+            other.steps += 1
+            let mixed = [PurificationRequest(image: image, caption: "", parameters: cases.values.first!.parameters),
+                         PurificationRequest(image: image, caption: "", parameters: other)]
+            XCTAssertThrowsError(try purifier.purify(mixed))
+        }
+    }
+
     func testParametersOutOfRangeAreRefused() {
         let ok = PurificationParameters(strength: 0.5, steps: 50, guidance: 5, seed: 1)
         XCTAssertNoThrow(try ok.validate())

@@ -8,8 +8,9 @@ import XCTest
 
 final class RestartTests: ServiceTestCase {
     func testRestartResumesUnfinishedJobs() throws {
-        // ~1 s per job at 100 DDIM steps on this machine: a kill after the first leaves the rest unfinished.
-        let daemon = try startDaemon(.init(mode: "router", pack: try slowPack(steps: 100)))
+        // ~1 s per job at 100 DDIM steps on this machine: a kill after the first leaves the rest unfinished
+        // (one job per micro-batch, else the six would share one denoising loop and finish together).
+        let daemon = try startDaemon(.init(mode: "router", pack: try slowPack(steps: 100), pipeline: ["max_batch": "1"]))
         let results = try collector(daemon)  // same ports after the restart: it reconnects by itself
         let dealer = try producer(daemon, .dealer)
         let images = try TestImages.good().prefix(6)

@@ -63,3 +63,41 @@ class PixelPurifier:
         if self.model_size and tuple(self.model_size) != (h, w):
             out = F.interpolate(out, size=(h, w), mode=self.resize_mode, align_corners=False).clamp(0, 1)
         return (out, trace) if return_trace else out
+
+    @torch.no_grad()
+    def purify_batch(self, images, captions, strength, steps, guidance, seeds, ensemble=1, eta=0.0):
+        """Several images in one denoising loop, as lgap's batched purifier runs them: each image has
+        its own generator (its seed) drawn in the single-image order, so each result equals
+        purify(image, caption, ..., seed) alone. images: list of [1, 3, H, W] of one size → list of
+        [K, 3, H, W]."""
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        h, w = images[0].shape[2:]
+        self.scheduler.set_timesteps(steps)
+        init_timestep = min(int(steps * strength), steps)
+        timesteps = self.scheduler.timesteps[max(steps - init_timestep, 0):]
+        starts = []
+        for x, g in zip(images, gens):
+            if self.model_size and tuple(self.model_size) != (h, w):
+                x = F.interpolate(x, size=tuple(self.model_size), mode=self.resize_mode, align_corners=False)
+            init = torch.cat([2.0 * x - 1.0] * ensemble, dim=0)
+            noise = torch.randn(init.shape, generator=g)
+            starts.append(self.scheduler.add_noise(init, noise, timesteps[:1].repeat(ensemble)))
+        latents = torch.cat(starts)
+        n = latents.shape[0]
+        cfg = guidance > 1
+        cond = torch.cat([self.encode([c]).repeat(ensemble, 1, 1) for c in captions])
+        context = torch.cat([self.encode([""]).repeat(n, 1, 1), cond]) if cfg else cond
+        for t in timesteps:
+            inp = torch.cat([latents] * 2) if cfg else latents
+            eps = self.unet(inp, t, encoder_hidden_states=context).sample
+            if cfg:
+                u, c = eps.chunk(2)
+                eps = u + guidance * (c - u)
+            variance = None
+            if eta > 0:
+                variance = torch.cat([torch.randn((ensemble,) + tuple(latents.shape[1:]), generator=g) for g in gens])
+            latents = self.scheduler.step(eps, t, latents, eta=eta, variance_noise=variance).prev_sample
+        out = (latents / 2 + 0.5).clamp(0, 1)
+        if self.model_size and tuple(self.model_size) != (h, w):
+            out = F.interpolate(out, size=(h, w), mode=self.resize_mode, align_corners=False).clamp(0, 1)
+        return list(out.split(ensemble))

@@ -82,39 +82,64 @@ public final class DiffusionPurifier: Sendable {
     /// after every denoising step.
     public func purify(_ image: Tensor, caption: String, parameters p: PurificationParameters,
                        progress: (@Sendable () -> Void)? = nil) throws -> Tensor {
-        try p.validate()
-        guard image.rank == 4, image.shape[0] == 1, image.shape[1] == 3 else {
-            throw ModelError.badInput("purifier needs one RGB image [1, 3, H, W], got \(image.shape)")
+        try purify([PurificationRequest(image: image, caption: caption, parameters: p)], progress: progress)[0]
+    }
+
+    /// Purifies several images in one denoising loop: every UNet call carries all of them, so small
+    /// models get GEMMs big enough to use the machine. Each image keeps its own generator (seeded by its
+    /// own parameters), so each result is the one `purify(_:caption:parameters:)` gives it alone. The
+    /// requests must share the schedule (strength, steps, guidance, eta, ensemble) and image size;
+    /// `canBatch` says whether two do.
+    public func purify(_ requests: [PurificationRequest], progress: (@Sendable () -> Void)? = nil) throws -> [Tensor] {
+        guard let first = requests.first else { return [] }
+        for r in requests {
+            try r.parameters.validate()
+            guard r.image.rank == 4, r.image.shape[0] == 1, r.image.shape[1] == 3 else {
+                throw ModelError.badInput("purifier needs one RGB image [1, 3, H, W], got \(r.image.shape)")
+            }
+            guard Self.canBatch(r, first) else {
+                throw ModelError.badInput("a purification batch needs one schedule and image size; use canBatch to group requests")
+            }
         }
-        let (h, w) = (image.shape[2], image.shape[3])
+        let p = first.parameters
+        let (h, w) = (first.image.shape[2], first.image.shape[3])
         let (mh, mw) = modelSize ?? (h, w)
         let f = vae?.scaleFactor ?? 1
         guard mh % (f * 8) == 0 || vae == nil, mh > 0, mw > 0 else {
             throw ModelError.badInput("model size \(mh)×\(mw) must be a multiple of \(f * 8)")
         }
         let k = p.ensemble
-        var generator = TorchGenerator(seed: p.seed)
-        // [0,1] → model size → [−1,1]
-        var x = (mh, mw) == (h, w) ? image : interpolate(image, height: mh, width: mw, mode: resizeMode)
-        x = x * Float(2) + Float(-1)
-        // initial latents (one posterior sample, repeated for the ensemble)
-        var initial: Tensor
-        if let vae {
-            let posterior = vae.encode(x)
-            let z = posterior.mean + posterior.std * generator.randn(posterior.mean.shape)
-            initial = z * vae.config.scalingFactor
-        } else {
-            initial = x
-        }
-        initial = concat(Array(repeating: initial, count: k), axis: 0)
         let timesteps = scheduler.img2imgTimesteps(steps: p.steps, strength: p.strength)
-        let noise = generator.randn(initial.shape)
-        var latents = scheduler.addNoise(initial, noise: noise, timestep: timesteps[0])
-        // text conditioning: [uncond × K, cond × K] with guidance, [cond × K] without
+        var generators = requests.map { TorchGenerator(seed: $0.parameters.seed) }
+        // Per image, in the generator order of the single-image pipeline: [0,1] → model size → [−1,1]
+        // → (one posterior sample) → repeated for the ensemble → start noise → noised to the first step.
+        var starts: [Tensor] = []
+        for (i, r) in requests.enumerated() {
+            var x = (mh, mw) == (h, w) ? r.image : interpolate(r.image, height: mh, width: mw, mode: resizeMode)
+            x = x * Float(2) + Float(-1)
+            var initial: Tensor
+            if let vae {
+                let posterior = vae.encode(x)
+                let z = posterior.mean + posterior.std * generators[i].randn(posterior.mean.shape)
+                initial = z * vae.config.scalingFactor
+            } else {
+                initial = x
+            }
+            initial = concat(Array(repeating: initial, count: k), axis: 0)
+            let noise = generators[i].randn(initial.shape)
+            starts.append(scheduler.addNoise(initial, noise: noise, timestep: timesteps[0]))
+        }
+        var latents = starts.count == 1 ? starts[0] : concat(starts, axis: 0)
+        let n = latents.shape[0]
+        // Text conditioning: [uncond × n, cond of each image × K] with guidance, the conds alone without.
         let cfg = p.guidance > 1
-        let cond = try encode(caption: caption)
-        let context = concat((cfg ? Array(repeating: emptyContext, count: k) : []) + Array(repeating: cond, count: k), axis: 0)
-        // denoising loop
+        var conds: [Tensor] = []
+        for r in requests {
+            let c = try encode(caption: r.caption)
+            conds += Array(repeating: c, count: k)
+        }
+        let context = concat((cfg ? Array(repeating: emptyContext, count: n) : []) + conds, axis: 0)
+        // Denoising loop.
         for t in timesteps {
             let input = cfg ? concat([latents, latents], axis: 0) : latents
             var eps = unet(input, timesteps: Array(repeating: Float(t), count: input.shape[0]), context: context)
@@ -122,14 +147,42 @@ public final class DiffusionPurifier: Sendable {
                 let parts = chunk(eps, parts: 2, axis: 0)
                 eps = parts[0] + (parts[1] - parts[0]) * Float(p.guidance)
             }
-            let varianceNoise = p.eta > 0 ? generator.randn(latents.shape) : nil
+            var varianceNoise: Tensor? = nil
+            if p.eta > 0 {
+                let shape = [k] + Array(latents.shape.dropFirst())
+                let parts = generators.indices.map { generators[$0].randn(shape) }
+                varianceNoise = parts.count == 1 ? parts[0] : concat(parts, axis: 0)
+            }
             latents = scheduler.step(modelOutput: eps, timestep: t, sample: latents, steps: p.steps, eta: Float(p.eta),
                                      varianceNoise: varianceNoise)
             progress?()
         }
         var out = vae.map { $0.decode(latents * (1 / $0.config.scalingFactor)) } ?? latents
         out = clamp(out * Float(0.5) + Float(0.5), 0, 1)
-        if (mh, mw) != (h, w) { out = clamp(interpolate(out, height: h, width: w, mode: resizeMode), 0, 1) }
-        return out
+        return requests.indices.map { i in
+            var o = requests.count == 1 ? out : narrow(out, axis: 0, start: i * k, length: k)
+            if (mh, mw) != (h, w) { o = clamp(interpolate(o, height: h, width: w, mode: resizeMode), 0, 1) }
+            return o
+        }
+    }
+
+    /// Whether two requests can share one denoising loop (same schedule and image size; seeds and
+    /// captions may differ).
+    public static func canBatch(_ a: PurificationRequest, _ b: PurificationRequest) -> Bool {
+        var pa = a.parameters, pb = b.parameters
+        pa.seed = 0; pb.seed = 0
+        return pa == pb && a.image.shape == b.image.shape
+    }
+}
+
+/// One image to purify with its caption and parameters.
+public struct PurificationRequest: Sendable {
+    public var image: Tensor
+    public var caption: String
+    public var parameters: PurificationParameters
+    public init(image: Tensor, caption: String, parameters: PurificationParameters) {
+        self.image = image
+        self.caption = caption
+        self.parameters = parameters
     }
 }
