@@ -57,8 +57,15 @@ public final class JobStore: Sendable {
         }
     }
 
+    /// Records a clean stop. Jobs this run started and did not finish go back to 'accepted' with that
+    /// start not counted: max_attempts counts starts that died with the daemon (a job that may be what
+    /// kills it), and a deliberate stop — even with shutdown_timeout_s = 0 — is not one of those.
     public func endRun(_ run: Int64, reason: String) throws {
         try pool.write { db in
+            try db.execute(sql: """
+                UPDATE jobs SET status = 'accepted', attempts = MAX(attempts - 1, 0)
+                WHERE status = 'processing' AND started_at >= (SELECT started_at FROM runs WHERE id = ?)
+                """, arguments: [run])
             try db.execute(sql: "UPDATE runs SET stopped_at = ?, exit_reason = ? WHERE id = ?", arguments: [Date().timeIntervalSince1970, reason, run])
         }
     }

@@ -76,6 +76,9 @@ final class Daemon: @unchecked Sendable {
     private static func configureSockets(ingest ingestSocket: ZMQSocket, results resultsSocket: ZMQSocket, config: DaemonConfig,
                                          auth: CurveAuthenticator?, log: Logger) throws {
         try ingestSocket.set(ZMQ_RCVHWM, Int32(config.ingestHighWaterMark))
+        // A small kernel buffer too, so backpressure reaches producers after about high_water_mark jobs
+        // instead of after the megabytes TCP autotuning would otherwise queue unseen.
+        if config.ingestReceiveBufferBytes > 0 { try ingestSocket.set(ZMQ_RCVBUF, Int32(config.ingestReceiveBufferBytes)) }
         // Hard cap per frame: twice the configured limits, so frames between the limit and the cap are
         // refused with a recorded reason; beyond it libzmq drops the peer before buffering the frame.
         try ingestSocket.set(ZMQ_MAXMSGSIZE, Int64(2 * max(config.maxMessageBytes, config.maxHeaderBytes)))
@@ -102,7 +105,7 @@ final class Daemon: @unchecked Sendable {
         let p = processor
         let specs: [(String, Int, Int, @Sendable ([JobItem]) -> [JobItem])] = [
             ("classify", config.classifyWorkers, batch, { p.classify($0) }),
-            ("purify", config.purifyWorkers, 1, { p.purify($0) }),
+            ("purify", config.purifyWorkers, batch, { p.purify($0) }),
             ("caption", config.captionWorkers, batch, { p.caption($0) }),
             ("decode", config.decodeWorkers, batch, { [unowned self] items in
                 for item in items { try? self.store.markStarted(item.id, run: self.run) }

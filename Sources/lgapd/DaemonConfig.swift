@@ -20,6 +20,8 @@ struct DaemonConfig: Sendable {
     var ingestEndpoint = "tcp://127.0.0.1:5555"
     var ingestMode = "pull"
     var ingestHighWaterMark = 64
+    /// The ingest socket's kernel receive buffer (SO_RCVBUF); 0 keeps the OS default.
+    var ingestReceiveBufferBytes = 65536
     var maxMessageBytes = 8 * 1024 * 1024
     var maxHeaderBytes = 16 * 1024
     var maxMetaBytes = 4 * 1024
@@ -76,6 +78,7 @@ struct DaemonConfig: Sendable {
             c.ingestEndpoint = try s.string("endpoint") ?? c.ingestEndpoint
             c.ingestMode = try s.string("mode", oneOf: ["pull", "router"]) ?? c.ingestMode
             c.ingestHighWaterMark = try s.int("high_water_mark", min: 1) ?? c.ingestHighWaterMark
+            c.ingestReceiveBufferBytes = try s.int("receive_buffer_bytes", min: 0) ?? c.ingestReceiveBufferBytes
             c.maxMessageBytes = try s.int("max_message_bytes", min: 1024) ?? c.maxMessageBytes
             c.maxHeaderBytes = try s.int("max_header_bytes", min: 64) ?? c.maxHeaderBytes
             c.maxMetaBytes = try s.int("max_meta_bytes", min: 0) ?? c.maxMetaBytes
@@ -140,6 +143,7 @@ struct DaemonConfig: Sendable {
             "daemon": ["pack": pack ?? "", "database": database, "log_level": logLevel, "shutdown_timeout_s": shutdownTimeout,
                        "status_interval_s": statusInterval, "threads": threads],
             "ingest": ["endpoint": ingestEndpoint, "mode": ingestMode, "high_water_mark": ingestHighWaterMark,
+                       "receive_buffer_bytes": ingestReceiveBufferBytes,
                        "max_message_bytes": maxMessageBytes, "max_header_bytes": maxHeaderBytes, "max_meta_bytes": maxMetaBytes],
             "results": ["endpoint": resultsEndpoint, "high_water_mark": resultsHighWaterMark],
             "limits": ["max_image_side": maxImageSide, "max_image_pixels": maxImagePixels],
