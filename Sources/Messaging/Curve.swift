@@ -107,16 +107,25 @@ public final class ZAPHandler: @unchecked Sendable {
         _ = finished.wait(timeout: .now() + 2)
     }
 
-    /// Reads an allow-list: one Z85 public key per line; blank lines and # comments are ignored.
+    /// Reads an allow-list: one Z85 public key per line, optionally followed by whitespace and a
+    /// # comment; blank lines and lines that are only a # comment are ignored. '#' is itself a Z85
+    /// character (keys may contain or start with it), so a comment is recognised by its position, never
+    /// by splitting the line at the first '#'.
     public static func readAllowList(path: String) throws -> Set<String> {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ZMQError("read \(path)", code: ENOENT) }
         var keys = Set<String>()
         for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init)?
-                .trimmingCharacters(in: .whitespaces) ?? ""
+            let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty { continue }
-            guard CurveKeyPair.isZ85Key(line) else { throw KeyFileError(path: path, line: n + 1) }
-            keys.insert(line)
+            let token = String(line.prefix { $0 != " " && $0 != "\t" })
+            let rest = line.dropFirst(token.count).trimmingCharacters(in: .whitespaces)
+            if CurveKeyPair.isZ85Key(token), rest.isEmpty || rest.hasPrefix("#") {
+                keys.insert(token)
+            } else if line.hasPrefix("#") {
+                continue
+            } else {
+                throw KeyFileError(path: path, line: n + 1)
+            }
         }
         return keys
     }

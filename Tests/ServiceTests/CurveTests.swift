@@ -53,4 +53,20 @@ final class CurveTests: ServiceTestCase {
         XCTAssertTrue(daemon.log.contains(stranger.publicKey), "the refusal names the key\n\(daemon.logTail)")
         stop(daemon)
     }
+
+    /// '#' is a Z85 character: keys that contain or start with it are keys, not comments.
+    func testAllowListKeysMayContainHash() throws {
+        let withHash = String(repeating: "00#0a", count: 8)
+        let plain = String(repeating: "0", count: 40)
+        XCTAssertTrue(CurveKeyPair.isZ85Key(withHash))
+        let path = tmp + "/allow"
+        try "# producers\n\(withHash)\n  \(plain)   # camera 7\n\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ZAPHandler.readAllowList(path: path), [withHash, plain])
+        try "\(plain)x\n".write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try ZAPHandler.readAllowList(path: path)) { XCTAssertTrue("\($0)".contains("allow:1"), "\($0)") }
+        // Random keys from libzmq, many of which contain '#', all read back.
+        let keys = try (0..<200).map { _ in try CurveKeyPair.generate().publicKey }
+        try keys.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try ZAPHandler.readAllowList(path: path), Set(keys))
+    }
 }
