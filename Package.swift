@@ -57,8 +57,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
-        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models", "Messaging", "CZeroMQ"]),
-        .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "LGAPFuzzSupport", "CZeroMQ"]),
+        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models", "Stages", "Messaging", "CZeroMQ"]),
+        .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "ImageIO", "LGAPFuzzSupport", "CZeroMQ"]),
 
         // Tests.
         .target(name: "TestSupport", dependencies: ["Tensor", "NN"], path: "Tests/TestSupport"),

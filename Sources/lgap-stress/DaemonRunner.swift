@@ -1,5 +1,6 @@
 // Starts, kills and restarts lgapd processes for the stress programs.
 import Foundation
+import Glibc
 
 final class DaemonRunner {
     let binary: String
@@ -14,15 +15,21 @@ final class DaemonRunner {
         self.logPath = logPath
     }
 
-    /// Starts lgapd and waits until its log says "ready" (or throws after `timeout`).
+    /// Starts lgapd and waits for its READY=1 notification (the systemd protocol: a datagram on
+    /// $NOTIFY_SOCKET), so readiness does not depend on the log level; throws after `timeout`.
     func start(timeout: TimeInterval = 60) throws {
+        let socketPath = logPath + ".notify"
+        let notify = try NotifySocket(path: socketPath)
+        defer { notify.close() }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
         p.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["NOTIFY_SOCKET"] = socketPath
+        p.environment = environment
         if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
-        let before = log.offsetInFile
         p.standardError = log
         p.standardOutput = log
         try p.run()
@@ -30,14 +37,8 @@ final class DaemonRunner {
         starts += 1
         let deadline = Date(timeIntervalSinceNow: timeout)
         while Date() < deadline {
-            if let h = FileHandle(forReadingAtPath: logPath) {
-                h.seek(toFileOffset: before)
-                let text = String(decoding: h.readDataToEndOfFile(), as: UTF8.self)
-                try? h.close()
-                if text.contains(" ready") { return }
-            }
+            if let message = notify.receive(timeoutMs: 20), message.split(separator: "\n").contains("READY=1") { return }
             if !p.isRunning { throw StressError("lgapd exited with \(p.terminationStatus) while starting; see \(logPath)") }
-            Thread.sleep(forTimeInterval: 0.02)
         }
         throw StressError("lgapd did not become ready within \(Int(timeout)) s; see \(logPath)")
     }
@@ -65,6 +66,44 @@ final class DaemonRunner {
             return Int(line.split(whereSeparator: { $0 == " " || $0 == "\t" })[1])
         }
         return nil
+    }
+}
+
+/// A bound AF_UNIX datagram socket that receives sd_notify messages.
+final class NotifySocket {
+    private let fd: Int32
+    private let path: String
+
+    init(path: String) throws {
+        self.path = path
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        guard fd >= 0 else { throw StressError("socket(AF_UNIX): errno \(errno)") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { throw StressError("notify socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard rc == 0 else { Glibc.close(fd); throw StressError("bind \(path): errno \(errno)") }
+    }
+
+    /// One datagram as text, or nil when none arrives within the timeout.
+    func receive(timeoutMs: Int32) -> String? {
+        var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&poller, 1, timeoutMs) > 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = recv(fd, &buffer, buffer.count, 0)
+        return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
+    }
+
+    func close() {
+        Glibc.close(fd)
+        unlink(path)
     }
 }
 

@@ -65,9 +65,13 @@ func runFuzzWire(_ o: FuzzWireOptions) throws {
     var statuses: [String: Int] = [:], reasons: [String: Int] = [:]
     var noReason = 0, unanswered = 0, maxRSS = 0
     let t0 = Date()
-    for i in 0..<o.messages {
-        let frames = malformedMessage(&g, images: o.images, index: i)
+    // `messages` counts messages actually sent (a generated message with no frames is skipped).
+    var i = 0, generated = 0
+    while i < o.messages {
+        let frames = malformedMessage(&g, images: o.images, index: generated)
+        generated += 1
         if frames.isEmpty { continue }
+        defer { i += 1 }
         try dealer.send(frames, timeoutMs: 5000)
         guard let reply = try dealer.receive(timeoutMs: 10_000), let ack = reply.frames.last.flatMap(Ack.decode) else {
             unanswered += 1

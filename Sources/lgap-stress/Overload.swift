@@ -4,6 +4,7 @@
 // the configuration implies.
 import CZeroMQ
 import Foundation
+import ImageIO
 import Messaging
 import Provenance
 
@@ -23,10 +24,13 @@ func runOverload(_ o: OverloadOptions) throws {
     let ingest = "tcp://127.0.0.1:\(o.port)", results = "tcp://127.0.0.1:\(o.port + 1)"
     var args = ["--db", db, "--ingest", ingest, "--results", results, "--ingest-mode", "pull", "--log-level", "warning"]
     if let pack = o.pack { args += ["--pack", pack] }
+    let context = try ZMQContext()
+    // The producers' unthrottled rate: the same pushes into a sink that drains as fast as it can, so
+    // the report can say how much faster than the pipeline they offer work.
+    let offeredRate = try measureProducerRate(context: context, endpoint: "tcp://127.0.0.1:\(o.port + 2)", images: o.images)
     let daemon = DaemonRunner(binary: o.lgapd, arguments: args, logPath: o.workdir + "/overload-lgapd.log")
     try daemon.start()
     let baseRSS = daemon.rssKiB ?? 0
-    let context = try ZMQContext()
     let sent = Shared(0)
     let stop = Shared(false)
     let done = DispatchGroup()
@@ -36,6 +40,9 @@ func runOverload(_ o: OverloadOptions) throws {
             defer { done.leave() }
             guard let push = try? ZMQSocket(context, .push) else { return }
             try? push.set(ZMQ_SNDHWM, Int32(16))
+            // A small kernel send buffer: what a producer has "sent" is then within reach of the
+            // daemon's queues, so the drain after the run is short.
+            try? push.set(ZMQ_SNDBUF, Int32(16384))
             try? push.connect(ingest)
             var n = 0
             while !stop.get {
@@ -49,13 +56,15 @@ func runOverload(_ o: OverloadOptions) throws {
             }
         }.start()
     }
-    var maxRSS = 0
+    var maxRSS = 0, warmRSS = 0
     var samples: [(Double, Int, Int)] = []
     let t0 = Date()
     while Date().timeIntervalSince(t0) < o.seconds {
         Thread.sleep(forTimeInterval: 1)
         let rss = daemon.rssKiB ?? 0
         maxRSS = max(maxRSS, rss)
+        // The models' working buffers, thread stacks and SQLite's cache are in place after warm-up.
+        if warmRSS == 0 && Date().timeIntervalSince(t0) >= 15 { warmRSS = rss }
         samples.append((Date().timeIntervalSince(t0), rss, sent.get))
     }
     stop.with { $0 = true }
@@ -69,19 +78,60 @@ func runOverload(_ o: OverloadOptions) throws {
         if (counts["done"] ?? 0) + (counts["rejected"] ?? 0) + (counts["failed"] ?? 0) >= totalSent { break }
         Thread.sleep(forTimeInterval: 1)
     }
+    let drained = Date()
     let exit = daemon.terminate()
     let store = try JobStore(readingAt: db)
     let stats = try store.stageStats()
     let overCapacity = stats.filter { $0.highWater > $0.capacity }
+    // The memory bound: warm RSS + every slot that can hold a job at once (each queue's capacity, one
+    // micro-batch of up to 8 in each stage, the ingest socket's receive buffer, [ingest] high_water_mark = 64 by default) × the largest
+    // item (its bytes + decoded RGB + float32 tensor) + 64 MiB for SQLite's page cache, WAL and
+    // allocator slack.
+    let largest = o.images.map { bytes -> Int in
+        let pixels = (try? ImageCodec.dimensions(bytes)).map { $0.width * $0.height } ?? 0
+        return bytes.count + pixels * 3 + pixels * 3 * 4
+    }.max() ?? 0
+    let slots = stats.reduce(0) { $0 + $1.capacity + 8 } + 64
+    let boundKiB = warmRSS + slots * largest / 1024 + 64 * 1024
     let elapsed = samples.last?.0 ?? 1
     let report: [String: Any] = [
         "seconds": Int(elapsed), "producers": o.producers, "sent": totalSent, "send_rate_per_s": Double(totalSent) / elapsed,
-        "jobs": counts, "base_rss_mib": baseRSS / 1024, "max_rss_mib": maxRSS / 1024,
+        "producer_unthrottled_rate_per_s": offeredRate * Double(o.producers),
+        "pipeline_rate_per_s": Double(counts["done"] ?? 0) / drained.timeIntervalSince(t0),
+        "overload_factor": offeredRate * Double(o.producers) / max(Double(counts["done"] ?? 0) / drained.timeIntervalSince(t0), 1e-9),
+        "jobs": counts, "base_rss_mib": baseRSS / 1024, "warm_rss_mib": warmRSS / 1024, "max_rss_mib": maxRSS / 1024,
+        "rss_bound_mib": boundKiB / 1024, "job_slots": slots, "largest_item_bytes": largest,
         "queues": stats.map { ["stage": $0.stage, "capacity": $0.capacity, "high_water": $0.highWater] },
         "daemon_exit_status": Int(exit),
     ]
     print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
     let lost = totalSent - (counts["done"] ?? 0) - (counts["rejected"] ?? 0) - (counts["failed"] ?? 0)
-    if lost != 0 || !overCapacity.isEmpty { throw StressError("overload FAILED: \(lost) lost, queues over capacity: \(overCapacity.map(\.stage))") }
+    if lost != 0 || !overCapacity.isEmpty || maxRSS > boundKiB { throw StressError("overload FAILED: \(lost) lost, queues over capacity: \(overCapacity.map(\.stage)), max RSS \(maxRSS / 1024) MiB vs bound \(boundKiB / 1024) MiB") }
     print("overload passed: \(totalSent) sent in \(Int(elapsed)) s, none lost, queues within capacity, max RSS \(maxRSS / 1024) MiB")
+}
+
+/// Messages per second one producer pushes when nothing holds it back (a local sink drains them).
+func measureProducerRate(context: ZMQContext, endpoint: String, images: [[UInt8]], seconds: Double = 2) throws -> Double {
+    let sink = try ZMQSocket(context, .pull)
+    try sink.bind(endpoint)
+    let stop = Shared(false)
+    let drainer = Thread {
+        while !stop.get { _ = try? sink.receive(timeoutMs: 100) }
+    }
+    drainer.start()
+    let push = try ZMQSocket(context, .push)
+    try push.set(ZMQ_SNDHWM, Int32(16))
+    try push.connect(endpoint)
+    var n = 0
+    let t0 = Date()
+    while Date().timeIntervalSince(t0) < seconds {
+        try push.send([Array(#"{"id":"calibrate-\#(n)"}"#.utf8), images[n % images.count]], timeoutMs: 500)
+        n += 1
+    }
+    let rate = Double(n) / Date().timeIntervalSince(t0)
+    stop.with { $0 = true }
+    Thread.sleep(forTimeInterval: 0.2)
+    push.close()
+    sink.close()
+    return rate
 }

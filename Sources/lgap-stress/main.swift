@@ -10,11 +10,23 @@ func value(_ name: String) -> String? {
     return argv[i + 1]
 }
 
+/// The default pack's sample images: under the current directory or the nearest folder above the
+/// binary that holds models/cifar10-mini (the binary lives in .build/<triple>/release/).
+func defaultSamples() -> String {
+    let relative = "models/cifar10-mini/samples"
+    if FileManager.default.fileExists(atPath: relative) { return relative }
+    var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+    while dir.path != "/" {
+        let candidate = dir.appendingPathComponent(relative).path
+        if FileManager.default.fileExists(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    return relative
+}
+
 /// Image files from --images DIR (default: the default pack's samples) as bytes.
 func loadImages() throws -> [[UInt8]] {
-    let dir = value("--images") ?? URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("models/cifar10-mini/samples").path
+    let dir = value("--images") ?? defaultSamples()
     let files = (try FileManager.default.contentsOfDirectory(atPath: dir)).filter { $0.hasSuffix(".jpg") || $0.hasSuffix(".png") }.sorted()
     guard !files.isEmpty else { throw StressError("no images in \(dir)") }
     return try files.map { [UInt8](try Data(contentsOf: URL(fileURLWithPath: dir + "/" + $0))) }
