@@ -15,21 +15,7 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int) throws {
     try fm.createDirectory(atPath: work + "/pack", withIntermediateDirectories: true)
     try fm.createSymbolicLink(atPath: work + "/pack/classifier", withDestinationPath: root + "/models/cifar10-mini/classifier")
     try fm.copyItem(atPath: root + "/models/cifar10-mini/pack.json", toPath: work + "/pack/pack.json")
-    // Test-dev images when ../shared is there (extracted once), else the pack's samples repeated.
-    var files: [String] = []
-    let archive = root + "/../shared/data/cifar10/test-dev.tar.gz"
-    if fm.fileExists(atPath: archive) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["tar", "xzf", archive, "-C", work]
-        try p.run(); p.waitUntilExit()
-        files = (fm.enumerator(atPath: work + "/test")?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".jpg") }.sorted()
-            .map { work + "/test/" + $0 }
-    }
-    if files.isEmpty {
-        files = try fm.contentsOfDirectory(atPath: root + "/models/cifar10-mini/samples").sorted().map { root + "/models/cifar10-mini/samples/" + $0 }
-    }
-    files = (0..<count).map { files[$0 % files.count] }
+    let files = try benchImageFiles(count: count, work: work)
     let blobs = try files.map { [UInt8](try Data(contentsOf: URL(fileURLWithPath: $0))) }
 
     // 1. lgapctl classify over the same files (listed in a folder of links so the order is the same).
@@ -103,4 +89,29 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int) throws {
     print(String(format: "daemon / classify throughput: %.0f%%; per-job time outside the model: %.2f ms (%d of %d results)",
                  100 * d / a, 1000 * (daemonSeconds - classifySeconds) / Double(count), got, count))
     try? fm.removeItem(atPath: work)
+}
+
+/// `count` image files for a benchmark: test-dev JPEGs when ../shared is there (extracted into `work`,
+/// taken at an even stride so every class is present), else the default pack's samples repeated.
+func benchImageFiles(count: Int, work: String) throws -> [String] {
+    let root = repoRoot()
+    let fm = FileManager.default
+    var files: [String] = []
+    let archive = root + "/../shared/data/cifar10/test-dev.tar.gz"
+    if fm.fileExists(atPath: archive) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["tar", "xzf", archive, "-C", work]
+        try p.run(); p.waitUntilExit()
+        files = (fm.enumerator(atPath: work + "/test")?.allObjects as? [String] ?? []).filter { $0.hasSuffix(".jpg") }.sorted()
+            .map { work + "/test/" + $0 }
+    }
+    if files.isEmpty {
+        files = try fm.contentsOfDirectory(atPath: root + "/models/cifar10-mini/samples").sorted().map { root + "/models/cifar10-mini/samples/" + $0 }
+    }
+    if files.count > count {
+        let stride = files.count / count
+        files = (0..<count).map { files[$0 * stride] }
+    }
+    return (0..<count).map { files[$0 % files.count] }
 }

@@ -4,6 +4,7 @@
 //   lgap-bench ops [--threads N] [--repeat R] [--python PATH] [--filter SUBSTRING]
 //   lgap-bench models --suite classifier|unet|captioner|all [--threads N] [--repeat R] [--cache DIR]
 //   lgap-bench daemon [--images N] [--batch B] [--threads N]
+//   lgap-bench pipeline [--images N] [--batch B] [--threads N] [--seed S] [--peak-gflops G]
 import Foundation
 import Tensor
 
@@ -24,6 +25,10 @@ do {
                            cache: option("--cache", NSHomeDirectory() + "/.cache/lgap/bench-models"))
     case "daemon":
         try runDaemonBench(images: Int(option("--images", "5000")) ?? 5000, threads: threads, batch: Int(option("--batch", "32")) ?? 32)
+    case "pipeline":
+        try runPipelineBench(images: Int(option("--images", "256")) ?? 256, batch: Int(option("--batch", "32")) ?? 32, threads: threads,
+                             python: python, seed: UInt64(option("--seed", "1")) ?? 1,
+                             peakGFLOPs: Double(option("--peak-gflops", "530")) ?? 530)
     case "model-case":
         let (seconds, rss) = try runModelCase(args.count > 1 ? args[1] : "", cache: option("--cache", ""), repeats: repeatCount)
         print("{\"seconds\": \(seconds), \"peak_rss_kb\": \(rss)}")
