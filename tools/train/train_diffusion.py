@@ -134,6 +134,11 @@ def compact_vocabulary(text, tokenizer, used_ids, folder):
     folder = Path(folder)
     cliptok.write_tokenizer_folder(folder)
     (folder / "vocab.json").write_text(json.dumps({inverse[old]: i for i, old in enumerate(keep)}, ensure_ascii=False))
+    # Re-save through transformers so tokenizer_config.json's special-token ids follow the new numbering
+    # (it would otherwise keep CLIP's 49406/49407).
+    from transformers import CLIPTokenizer
+    CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=77,
+                  pad_token="<|endoftext|>").save_pretrained(str(folder))
     return len(keep)
 
 
