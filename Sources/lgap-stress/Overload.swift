@@ -34,11 +34,15 @@ func runOverload(_ o: OverloadOptions) throws {
     let sent = Shared(0)
     let stop = Shared(false)
     let done = DispatchGroup()
+    // The producers' sockets stay open until the drain is over: a PUSH socket closed with messages
+    // still queued in it drops them (linger 0), which would be the producer losing jobs, not lgapd.
+    let sockets = Shared<[ZMQSocket]>([])
     for p in 0..<o.producers {
         done.enter()
         Thread {
             defer { done.leave() }
             guard let push = try? ZMQSocket(context, .push) else { return }
+            sockets.with { $0.append(push) }
             try? push.set(ZMQ_SNDHWM, Int32(16))
             // A small kernel send buffer: what a producer has "sent" is then within reach of the
             // daemon's queues, so the drain after the run is short.
@@ -63,8 +67,9 @@ func runOverload(_ o: OverloadOptions) throws {
         Thread.sleep(forTimeInterval: 1)
         let rss = daemon.rssKiB ?? 0
         maxRSS = max(maxRSS, rss)
-        // The models' working buffers, thread stacks and SQLite's cache are in place after warm-up.
-        if warmRSS == 0 && Date().timeIntervalSince(t0) >= 15 { warmRSS = rss }
+        // The models' working buffers at full micro-batches, thread stacks, allocator arenas and SQLite's
+        // cache are in place after a minute of full load.
+        if warmRSS == 0 && Date().timeIntervalSince(t0) >= 60 { warmRSS = rss }
         samples.append((Date().timeIntervalSince(t0), rss, sent.get))
     }
     stop.with { $0 = true }
@@ -79,6 +84,7 @@ func runOverload(_ o: OverloadOptions) throws {
         Thread.sleep(forTimeInterval: 1)
     }
     let drained = Date()
+    for socket in sockets.get { socket.close() }
     let exit = daemon.terminate()
     let store = try JobStore(readingAt: db)
     let stats = try store.stageStats()
@@ -100,7 +106,8 @@ func runOverload(_ o: OverloadOptions) throws {
         "pipeline_rate_per_s": Double(counts["done"] ?? 0) / drained.timeIntervalSince(t0),
         "overload_factor": offeredRate * Double(o.producers) / max(Double(counts["done"] ?? 0) / drained.timeIntervalSince(t0), 1e-9),
         "jobs": counts, "base_rss_mib": baseRSS / 1024, "warm_rss_mib": warmRSS / 1024, "max_rss_mib": maxRSS / 1024,
-        "rss_bound_mib": boundKiB / 1024, "job_slots": slots, "largest_item_bytes": largest,
+        "rss_bound_mib": boundKiB / 1024,
+        "rss_mib_every_30s": stride(from: 29, to: samples.count, by: 30).map { samples[$0].1 / 1024 }, "job_slots": slots, "largest_item_bytes": largest,
         "queues": stats.map { ["stage": $0.stage, "capacity": $0.capacity, "high_water": $0.highWater] },
         "daemon_exit_status": Int(exit),
     ]

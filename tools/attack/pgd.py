@@ -47,6 +47,8 @@ def main():
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--offset", type=int, default=0,
+                   help="shift the evenly spaced test-dev indices (e.g. 4 gives a tuning set disjoint from the default)")
     p.add_argument("--pack", default=str(ROOT / "models" / "cifar10-mini"))
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -56,7 +58,7 @@ def main():
     for q in net.parameters():
         q.requires_grad_(False)
     images, labels, names = cifar.load("test")
-    idx = np.linspace(0, len(images) - 1, args.n).round().astype(int)
+    idx = (np.linspace(0, len(images) - 1, args.n).round().astype(int) + args.offset) % len(images)
     out = Path(args.out)
     gen = torch.Generator().manual_seed(args.seed)
     t0 = time.time()
