@@ -5,6 +5,7 @@
 import Digest
 import Foundation
 import Messaging
+import Models
 import Provenance
 import XCTest
 
@@ -45,8 +46,9 @@ final class PullModeTests: ServiceTestCase {
         }
         XCTAssertEqual(results.malformedMessages, [])
 
-        // The rows in SQLite.
+        // The rows in SQLite; parameters a job leaves unset are the pack's defaults (pack.json).
         let store = try store(daemon)
+        let defaults = try PackManifest.load(folder: Self.defaultPack).purification
         for (id, bytes) in sent {
             guard let row = try store.job(id) else { XCTFail("\(id): no row"); continue }
             let r = results.results(for: id).first ?? [:]
@@ -70,14 +72,14 @@ final class PullModeTests: ServiceTestCase {
                 XCTAssertEqual(row.strength, 0.3)
                 XCTAssertEqual(row.steps, 20)
                 XCTAssertEqual(row.seed, 42)
-                XCTAssertEqual(row.guidance, 2.0, "unset params fall back to the pack's defaults")
+                XCTAssertEqual(row.guidance, defaults.guidance, "unset params fall back to the pack's defaults")
                 let requested = try JSONSerialization.jsonObject(with: Data((row.requestedParams ?? "{}").utf8)) as? [String: Any]
                 XCTAssertEqual(requested?["seed"] as? Int, 42)
                 XCTAssertEqual(requested?["strength"] as? Double, 0.3)
             } else {
-                XCTAssertEqual(row.strength, 0.2, "\(id): pack default strength")
-                XCTAssertEqual(row.steps, 50, id)
-                XCTAssertEqual(row.guidance, 2.0, id)
+                XCTAssertEqual(row.strength, defaults.strength, "\(id): pack default strength")
+                XCTAssertEqual(row.steps, defaults.steps, id)
+                XCTAssertEqual(row.guidance, defaults.guidance, id)
                 XCTAssertEqual(row.ensemble, 1, id)
                 XCTAssertNil(row.requestedParams, id)
             }
