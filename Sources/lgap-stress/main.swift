@@ -1,5 +1,5 @@
 // lgap-stress: reliability programs (not tests) that drive a real lgapd.
-//   lgap-stress soak  [--jobs N] [--kills K] [--rate R] [--pack DIR] [--images DIR] [--lgapd PATH] [--workdir DIR]
+//   lgap-stress soak  [--jobs N] [--kills K] [--rate R] [--max-attempts A] [--pack DIR] [--images DIR] [--lgapd PATH] [--workdir DIR]
 //   lgap-stress fuzz-wire [--messages N] ...
 //   lgap-stress overload [--seconds S] ...
 import Foundation
@@ -42,6 +42,7 @@ do {
         if let v = value("--kills").flatMap(Int.init) { o.kills = v }
         if let v = value("--rate").flatMap(Double.init) { o.rate = v }
         if let v = value("--port").flatMap(Int.init) { o.port = v }
+        if let v = value("--max-attempts").flatMap(Int.init) { o.maxAttempts = v }
         try runSoak(o)
     case "fuzz-wire":
         var o = FuzzWireOptions(images: try loadImages(), lgapd: value("--lgapd") ?? defaultLgapd(), pack: value("--pack"), workdir: workdir)

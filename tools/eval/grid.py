@@ -39,10 +39,10 @@ def main():
     ref = purify_ref.PixelPurifier(pack, model_size=tuple(manifest["image_size"]), resize_mode=manifest.get("resize", "bicubic"))
     processor = BlipProcessor.from_pretrained(pack / "captioner")
     blip = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
-    columns = ["clean", "adversarial", "noised", "purified (caption)", "purified (empty)"]
+    columns = ["clean", "PGD", "noised", "LGAP", "no caption"]
     s, size = args.scale, 32 * args.scale
     header = 14
-    grid = Image.new("RGB", (len(columns) * (size + 4) + 260, len(manifest["classes"]) * (size + 4) + header), "white")
+    grid = Image.new("RGB", (len(columns) * (size + 4) + 480, len(manifest["classes"]) * (size + 4) + header), "white")
     draw = ImageDraw.Draw(grid)
     for c, name in enumerate(columns):
         draw.text((c * (size + 4) + 2, 1), name, fill="black")
