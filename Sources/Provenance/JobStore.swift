@@ -113,10 +113,16 @@ public final class JobStore: Sendable {
         }
     }
 
-    public func markStarted(_ id: String, run: Int64) throws {
+    public func markStarted(_ id: String, run: Int64) throws { try markStarted([id], run: run) }
+
+    /// Marks a micro-batch started in one transaction (one commit per batch, not per job).
+    public func markStarted(_ ids: [String], run: Int64) throws {
         try pool.write { db in
-            try db.execute(sql: "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1 WHERE id = ? AND status IN ('accepted', 'processing')",
-                           arguments: [Date().timeIntervalSince1970, id])
+            let now = Date().timeIntervalSince1970
+            for id in ids {
+                try db.execute(sql: "UPDATE jobs SET status = 'processing', started_at = ?, attempts = attempts + 1 WHERE id = ? AND status IN ('accepted', 'processing')",
+                               arguments: [now, id])
+            }
         }
     }
 
@@ -124,19 +130,27 @@ public final class JobStore: Sendable {
     /// published twice).
     @discardableResult
     public func finish(_ id: String, run: Int64, outcome o: JobOutcome) throws -> Bool {
+        try finish([(id, o)], run: run)[0]
+    }
+
+    /// Writes a micro-batch of results in one transaction; for each, whether this call finished it
+    /// (false: it was already finished, so its result must not be published again).
+    public func finish(_ results: [(id: String, outcome: JobOutcome)], run: Int64) throws -> [Bool] {
         try pool.write { db in
-            let topK = o.topK
-            let timings = String(decoding: (try? JSONSerialization.data(withJSONObject: o.timings, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
-            let tokens = o.captionTokens.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }
-            try db.execute(sql: """
-                UPDATE jobs SET status = ?, reason = ?, error = ?, finished_at = ?, finished_run_id = ?, stages = ?, strength = ?, steps = ?,
-                    guidance = ?, eta = ?, ensemble = ?, seed = ?, caption = ?, caption_tokens = ?, caption_score = ?, purified_sha256 = ?,
-                    purified = ?, pred_label = ?, pred_index = ?, confidence = ?, top_k = ?, consistency = ?, timings = ?
-                WHERE id = ? AND status IN ('accepted', 'processing')
-                """, arguments: [o.status, o.reason, o.error, Date().timeIntervalSince1970, run, o.stages.joined(separator: ","), o.strength,
-                                 o.steps, o.guidance, o.eta, o.ensemble, o.seed, o.caption, tokens, o.captionScore, o.purifiedSHA256,
-                                 o.purifiedPNG.map { Data($0) }, o.predLabel, o.predIndex, o.confidence, topK, o.consistency, timings, id])
-            return db.changesCount > 0
+            try results.map { id, o in
+                let topK = o.topK
+                let timings = String(decoding: (try? JSONSerialization.data(withJSONObject: o.timings, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
+                let tokens = o.captionTokens.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }
+                try db.execute(sql: """
+                    UPDATE jobs SET status = ?, reason = ?, error = ?, finished_at = ?, finished_run_id = ?, stages = ?, strength = ?, steps = ?,
+                        guidance = ?, eta = ?, ensemble = ?, seed = ?, caption = ?, caption_tokens = ?, caption_score = ?, purified_sha256 = ?,
+                        purified = ?, pred_label = ?, pred_index = ?, confidence = ?, top_k = ?, consistency = ?, timings = ?
+                    WHERE id = ? AND status IN ('accepted', 'processing')
+                    """, arguments: [o.status, o.reason, o.error, Date().timeIntervalSince1970, run, o.stages.joined(separator: ","), o.strength,
+                                     o.steps, o.guidance, o.eta, o.ensemble, o.seed, o.caption, tokens, o.captionScore, o.purifiedSHA256,
+                                     o.purifiedPNG.map { Data($0) }, o.predLabel, o.predIndex, o.confidence, topK, o.consistency, timings, id])
+                return db.changesCount > 0
+            }
         }
     }
 

@@ -74,8 +74,10 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int) throws {
     sender.start()
     var got = 0
     while got < count, Date().timeIntervalSince(start) < 600 {
+        // Match on the parsed id: the result's keys are sorted, so "id" is not near the front.
         if let m = try sub.receive(timeoutMs: 1000), m.frames.count == 2,
-           String(decoding: m.frames[1].prefix(40), as: UTF8.self).contains("bench-") { got += 1 }
+           let obj = try? JSONSerialization.jsonObject(with: Data(m.frames[1])) as? [String: Any],
+           (obj["id"] as? String)?.hasPrefix("bench-") == true { got += 1 }
     }
     let daemonSeconds = Date().timeIntervalSince(start)
     kill(daemon.processIdentifier, SIGTERM)

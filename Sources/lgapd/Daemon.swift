@@ -98,7 +98,7 @@ final class Daemon: @unchecked Sendable {
 
     func buildStages() {
         let batch = config.maxBatch, wait = config.maxWaitMs / 1000, cap = config.queueCapacity
-        let record = Stage<JobItem>(name: "record", settings: StageSettings(capacity: cap, workers: 1, maxBatch: 1),
+        let record = Stage<JobItem>(name: "record", settings: StageSettings(capacity: cap, workers: 1, maxBatch: batch, maxWait: wait),
                                     process: { [unowned self] in self.record($0) }, emit: { _ in })
         var chain: [Stage<JobItem>] = [record]
         var next = record
@@ -108,7 +108,7 @@ final class Daemon: @unchecked Sendable {
             ("purify", config.purifyWorkers, batch, { p.purify($0) }),
             ("caption", config.captionWorkers, batch, { p.caption($0) }),
             ("decode", config.decodeWorkers, batch, { [unowned self] items in
-                for item in items { try? self.store.markStarted(item.id, run: self.run) }
+                try? self.store.markStarted(items.map(\.id), run: self.run)
                 return p.decode(items)
             }),
         ]
@@ -127,16 +127,17 @@ final class Daemon: @unchecked Sendable {
 
     /// Writes outcomes to SQLite, then publishes them (a result is published only by the write that
     /// finished the job, so restarts never publish it twice).
+    /// Records a micro-batch in one SQLite transaction, then publishes the results it finished (a
+    /// result is published only after its row is committed, and only once).
     private func record(_ items: [JobItem]) -> [JobItem] {
-        for item in items {
-            let o = outcome(item)
-            do {
-                let first = try store.finish(item.id, run: run, outcome: o)
-                guard first else { continue }
-            } catch {
-                log.error("cannot record result", metadata: ["job": "\(item.id)", "error": "\(error)"])
-                continue
-            }
+        let finished: [Bool]
+        do {
+            finished = try store.finish(items.map { ($0.id, outcome($0)) }, run: run)
+        } catch {
+            for item in items { log.error("cannot record result", metadata: ["job": "\(item.id)", "error": "\(error)"]) }
+            return items
+        }
+        for (item, first) in zip(items, finished) where first {
             let message = ResultMessage.json(ResultMessage.object(item, stages: processor.stages))
             do {
                 try resultsSocket.send([Array("result".utf8), message], timeoutMs: 1000)
