@@ -2,6 +2,7 @@
 // threads and run (tools/bench/torch_ops.py times the torch side). Prints seconds, GFLOP/s for both
 // and the ratio (> 1: lgap faster).
 import Foundation
+import NN
 import Tensor
 
 struct OpCase {
@@ -41,6 +42,11 @@ func opCases() -> [OpCase] {
         let flops = 2.0 * Double(x[0] * cout * ho * wo * x[1] * k * k)
         cases.append(OpCase(name: name, op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
                             flops: flops) { _ = conv2d(xt, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad)) })
+        // The same convolution as the models run it: an NN.Conv2d layer, whose weights are laid out once
+        // at load time for the direct kernel (narrow layers) or the packed GEMM (wide ones).
+        let layer = Conv2d(weight: w, bias: b, stride: stride, padding: pad)
+        cases.append(OpCase(name: name + " (layer)", op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
+                            flops: flops) { _ = layer(xt) })
     }
     conv("conv3x3 SD 320ch 48×48 b2", [2, 320, 48, 48], 320, k: 3, pad: 1)
     conv("conv3x3 SD 640ch 24×24 b2", [2, 640, 24, 24], 640, k: 3, pad: 1)
