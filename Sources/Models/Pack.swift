@@ -59,9 +59,7 @@ public final class Pack: Sendable {
     /// K purified 8-bit images for one image (the image itself when the pack has no purifier).
     public func purify(_ image: RGBImage, caption: String, parameters: PurificationParameters,
                        progress: (@Sendable () -> Void)? = nil) throws -> [RGBImage] {
-        guard let purifier else { return [image] }
-        let out = try purifier.purify(image.tensor(), caption: caption, parameters: parameters, progress: progress)
-        return chunk(out, parts: out.shape[0], axis: 0).map { RGBImage(tensor: $0) }
+        try purify([(image, caption, parameters)], progress: progress)[0]
     }
 
     /// Purifies a batch in one denoising loop (images and parameters must share schedule and size:

@@ -111,9 +111,7 @@ public final class JobProcessor: Sendable {
     }
 
     static func sameSchedule(_ a: JobItem, _ b: JobItem) -> Bool {
-        var pa = a.parameters, pb = b.parameters
-        pa.seed = 0; pb.seed = 0
-        return pa == pb && a.image?.width == b.image?.width && a.image?.height == b.image?.height
+        a.parameters.sameSchedule(as: b.parameters) && a.image?.width == b.image?.width && a.image?.height == b.image?.height
     }
 
     private func purifyGroup(_ group: [JobItem]) throws {

@@ -41,6 +41,13 @@ public struct PurificationParameters: Codable, Sendable, Equatable {
         guard eta.isFinite, eta >= 0, eta <= 1 else { throw ModelError.badInput("eta must be in [0, 1], got \(eta)") }
         guard ensemble >= 1, ensemble <= 16 else { throw ModelError.badInput("ensemble must be in 1…16, got \(ensemble)") }
     }
+
+    /// Whether two jobs can share one denoising loop: everything but the seed is equal.
+    public func sameSchedule(as other: PurificationParameters) -> Bool {
+        var a = self, b = other
+        a.seed = 0; b.seed = 0
+        return a == b
+    }
 }
 
 public final class DiffusionPurifier: Sendable {
@@ -169,9 +176,7 @@ public final class DiffusionPurifier: Sendable {
     /// Whether two requests can share one denoising loop (same schedule and image size; seeds and
     /// captions may differ).
     public static func canBatch(_ a: PurificationRequest, _ b: PurificationRequest) -> Bool {
-        var pa = a.parameters, pb = b.parameters
-        pa.seed = 0; pb.seed = 0
-        return pa == pb && a.image.shape == b.image.shape
+        a.parameters.sameSchedule(as: b.parameters) && a.image.shape == b.image.shape
     }
 }
 
