@@ -35,15 +35,22 @@ void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdif
                 }
 }
 
-ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t ph, ptrdiff_t pw) {
-    ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw;
+// Padded row length. Rows share their padding columns: row y's right padding is row y+1's left
+// padding (a read past a row's end lands on the next row's leading zeros), so a row is w + pw long
+// instead of w + 2·pw — for an 8×8 CIFAR map that is 9 grid columns per 8 outputs, not 10. It needs
+// pw ≤ kw − 1 (output columns never outrun the row); wider padding keeps both sides.
+static ptrdiff_t padded_width(ptrdiff_t w, ptrdiff_t pw, ptrdiff_t kw) { return pw <= kw - 1 ? w + pw : w + 2 * pw; }
+
+ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph,
+                                       ptrdiff_t pw) {
+    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw);
     (void)kh;
     return cin * (hp * wp + 64);
 }
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f")))
-static void tile_8x32(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
+__attribute__((target("avx512f"), always_inline))
+static inline void tile_8x32(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
                       const float *wk, float *acc_out) {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
     __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
@@ -75,10 +82,54 @@ static void tile_8x32(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t 
     _mm512_storeu_ps(acc_out + 6 * 32, c60); _mm512_storeu_ps(acc_out + 6 * 32 + 16, c61);
     _mm512_storeu_ps(acc_out + 7 * 32, c70); _mm512_storeu_ps(acc_out + 7 * 32 + 16, c71);
 }
+
+// The 8 × 16 tile for a grid's last positions when at most 16 remain (small planes: an 8×8 image's
+// 80-position grid is two 32-tiles and one 16-tile instead of three 32-tiles).
+__attribute__((target("avx512f"), always_inline))
+static inline void tile_8x16(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
+                             const float *wk, float *acc_out) {
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    for (ptrdiff_t ci = 0; ci < cin; ci++) {
+        const float *base = xp + ci * plane;
+        for (ptrdiff_t ky = 0; ky < kh; ky++) {
+            const float *row = base + ky * wp;
+            for (ptrdiff_t kx = 0; kx < kw; kx++) {
+                __m512 b0 = _mm512_loadu_ps(row + kx);
+                c0 = _mm512_fmadd_ps(_mm512_set1_ps(wk[0]), b0, c0);
+                c1 = _mm512_fmadd_ps(_mm512_set1_ps(wk[1]), b0, c1);
+                c2 = _mm512_fmadd_ps(_mm512_set1_ps(wk[2]), b0, c2);
+                c3 = _mm512_fmadd_ps(_mm512_set1_ps(wk[3]), b0, c3);
+                c4 = _mm512_fmadd_ps(_mm512_set1_ps(wk[4]), b0, c4);
+                c5 = _mm512_fmadd_ps(_mm512_set1_ps(wk[5]), b0, c5);
+                c6 = _mm512_fmadd_ps(_mm512_set1_ps(wk[6]), b0, c6);
+                c7 = _mm512_fmadd_ps(_mm512_set1_ps(wk[7]), b0, c7);
+                wk += 8;
+            }
+        }
+    }
+    _mm512_storeu_ps(acc_out + 0 * 32, c0); _mm512_storeu_ps(acc_out + 1 * 32, c1);
+    _mm512_storeu_ps(acc_out + 2 * 32, c2); _mm512_storeu_ps(acc_out + 3 * 32, c3);
+    _mm512_storeu_ps(acc_out + 4 * 32, c4); _mm512_storeu_ps(acc_out + 5 * 32, c5);
+    _mm512_storeu_ps(acc_out + 6 * 32, c6); _mm512_storeu_ps(acc_out + 7 * 32, c7);
+}
+
+// One tile: 3×3 kernels get their own copy with the tap loops unrolled at compile time.
+__attribute__((target("avx512f")))
+static void tile(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
+                 const float *wk, ptrdiff_t positions, float *acc_out) {
+    if (positions <= 16) {
+        if (kh == 3 && kw == 3) tile_8x16(xp, plane, wp, cin, 3, 3, wk, acc_out);
+        else tile_8x16(xp, plane, wp, cin, kh, kw, wk, acc_out);
+    } else {
+        if (kh == 3 && kw == 3) tile_8x32(xp, plane, wp, cin, 3, 3, wk, acc_out);
+        else tile_8x32(xp, plane, wp, cin, kh, kw, wk, acc_out);
+    }
+}
 #endif
 
-void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t ph, ptrdiff_t pw, float *xp) {
-    ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw, plane = hp * wp + 64;
+void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw,
+                          float *xp) {
+    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp + 64;
     memset(xp, 0, (size_t)(cin * plane) * sizeof(float));
     for (ptrdiff_t c = 0; c < cin; c++)
         for (ptrdiff_t y = 0; y < h; y++)
@@ -89,8 +140,8 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
                       ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
                       float *out) {
 #if defined(__x86_64__)
-    ptrdiff_t hp = h + 2 * ph, wp = w + 2 * pw, plane = hp * wp + 64;
-    ptrdiff_t ho = hp - kh + 1, wo = wp - kw + 1;
+    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp + 64;
+    ptrdiff_t ho = hp - kh + 1, wo = w + 2 * pw - kw + 1;
     ptrdiff_t grid = ho * wp;
     float acc[8 * 32];
     // Bands of grid positions sized so the input rows a band reads (cin × (rows + kh) × wp floats)
@@ -104,8 +155,8 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
     for (ptrdiff_t cb = block0; cb < block1; cb++) {
         const float *wk = wpk + cb * cin * kh * kw * 8;
         for (ptrdiff_t t0 = b0; t0 < b1; t0 += 32) {
-            tile_8x32(xp + t0, plane, wp, cin, kh, kw, wk, acc);
             ptrdiff_t tn = grid - t0 < 32 ? grid - t0 : 32;
+            tile(xp + t0, plane, wp, cin, kh, kw, wk, tn, acc);
             // Copy the tile's valid positions row run by row run (no per-element division).
             ptrdiff_t oy0 = t0 / wp, ox0 = t0 % wp;
             for (int i = 0; i < 8; i++) {

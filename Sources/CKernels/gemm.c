@@ -18,6 +18,12 @@ enum { KC = 256, NC = 3072 };
 
 static ptrdiff_t round_up(ptrdiff_t v, ptrdiff_t to) { return (v + to - 1) / to * to; }
 
+// K slice depth for a product of depth k: KC, except that a K up to 1.5·KC stays in one slice. Each
+// extra slice reads and writes all of C again; for SD's 320-deep layers (a 4608×2560 output) that
+// second pass over C cost more than the arithmetic. The slice's B panel (≤ 384×32 floats) still
+// sits in L1/L2.
+static ptrdiff_t kc_block(ptrdiff_t k) { return k <= KC + KC / 2 ? (k > 0 ? k : 1) : KC; }
+
 typedef void (*kernel_fn)(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha, float beta);
 
 // ---- micro-kernels: acc[MR×NR] = Σ_p a[p·MR + i] · b[p·NR + j];
@@ -344,8 +350,9 @@ lgap_packed *lgap_pack_a(int trans_a, ptrdiff_t m, ptrdiff_t k, const float *a, 
     ptrdiff_t padded = round_up(m, im.mr);
     p->data = aligned((size_t)padded * (size_t)(k > 0 ? k : 1) * sizeof(float));
     if (!p->data) abort();
-    for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-        ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+    const ptrdiff_t kb = kc_block(k);
+    for (ptrdiff_t pc = 0; pc < k; pc += kb) {
+        ptrdiff_t kc = k - pc < kb ? k - pc : kb;
         pack_a(trans_a, a, lda, 0, m, pc, kc, im.mr, p->data + pc * padded);
     }
     return p;
@@ -359,8 +366,9 @@ lgap_packed *lgap_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, 
     ptrdiff_t padded = round_up(n, im.nr);
     p->data = aligned((size_t)padded * (size_t)(k > 0 ? k : 1) * sizeof(float));
     if (!p->data) abort();
-    for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-        ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+    const ptrdiff_t kb = kc_block(k);
+    for (ptrdiff_t pc = 0; pc < k; pc += kb) {
+        ptrdiff_t kc = k - pc < kb ? k - pc : kb;
         pack_b(trans_b, b, ldb, pc, kc, 0, n, im.nr, p->data + pc * padded);
     }
     return p;
@@ -398,14 +406,15 @@ static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float 
     impl_t im = get_impl();
     const int mr = im.mr, nr = im.nr, mcmax = im.mc;
     ptrdiff_t ncmax = n < NC ? ((n + nr - 1) / nr) * nr : NC;
-    ptrdiff_t kcmax = k < KC ? k : KC;
+    const ptrdiff_t kb = kc_block(k);
+    ptrdiff_t kcmax = k < kb ? k : kb;
     float *bp = buffer(&tls_bp, &tls_bp_cap, (size_t)kcmax * ncmax);
     float *ap = buffer(&tls_ap, &tls_ap_cap, (size_t)kcmax * (mcmax + mr));
     float tile[8 * 32];
     for (ptrdiff_t jc = 0; jc < n; jc += NC) {
         ptrdiff_t nc = n - jc < NC ? n - jc : NC;
-        for (ptrdiff_t pc = 0; pc < k; pc += KC) {
-            ptrdiff_t kc = k - pc < KC ? k - pc : KC;
+        for (ptrdiff_t pc = 0; pc < k; pc += kb) {
+            ptrdiff_t kc = k - pc < kb ? k - pc : kb;
             // The first K slice scales C by beta; later slices accumulate.
             float bet = pc == 0 ? beta : 1.0f;
             const float *bpanel = bp;

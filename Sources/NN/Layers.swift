@@ -37,6 +37,7 @@ public struct Conv2d: Sendable {
     public let padding: Int
     let packed: PackedWeights?
     let direct: DirectConvWeights?
+    let winograd: WinogradWeights?
 
     public init(_ w: WeightScope, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1,
                 padding: Int = 0, bias hasBias: Bool = true) throws {
@@ -49,13 +50,19 @@ public struct Conv2d: Sendable {
         self.bias = bias
         self.stride = stride
         self.padding = padding
-        let engine = BLAS.backend == .engine
-        direct = engine && !ConvPolicy.disableDirect ? DirectConvWeights(convWeight: weight, stride: stride) : nil
-        packed = engine && direct == nil ? PackedWeights(convWeight: weight) : nil
+        // The weights are laid out once, for the one path this layer's shape takes (ConvAlgorithm).
+        let algorithm = ConvAlgorithm.choose(cout: weight.shape[0], cin: weight.shape[1], kernel: (weight.shape[2], weight.shape[3]),
+                                             stride: (stride, stride), padding: (padding, padding))
+        winograd = algorithm == .winograd ? WinogradWeights(convWeight: weight) : nil
+        direct = algorithm == .direct ? DirectConvWeights(convWeight: weight, stride: stride) : nil
+        // (A plain 1×1 convolution is one GEMM per image on the unpacked weights: see conv2d.)
+        let pointwise = weight.shape[2] == 1 && weight.shape[3] == 1 && stride == 1 && padding == 0
+        packed = BLAS.backend == .engine && winograd == nil && direct == nil && !pointwise ? PackedWeights(convWeight: weight) : nil
     }
 
     /// x: [N, Cin, H, W] → [N, Cout, Ho, Wo]
     public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let winograd { return conv2dWinograd(x, weights: winograd, bias: bias, padding: padding) }
         if let direct { return conv2dDirect(x, weights: direct, bias: bias, padding: (padding, padding)) }
         return conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding), packed: packed)
     }
@@ -73,10 +80,6 @@ public struct Conv2d: Sendable {
     }
 }
 
-/// Which convolution path layers take (LGAP_CONV=gemm forces the GEMM path, for comparison).
-public enum ConvPolicy {
-    nonisolated(unsafe) public static var disableDirect = ProcessInfo.processInfo.environment["LGAP_CONV"] == "gemm"
-}
 
 /// nn.GroupNorm over [N, C, *].
 public struct GroupNorm: Sendable {

@@ -19,27 +19,28 @@ public enum Activation: String, Sendable, Codable {
     }
 }
 
-/// Applies `activation` elementwise, returning a new tensor.
+/// Applies `activation` elementwise, returning a new tensor (one pass: read x, write the result).
 public func activate(_ x: Tensor, _ activation: Activation) -> Tensor {
-    var out = x.copy()
-    activateInPlace(&out, activation)
+    let out = Tensor(uninitialized: x.shape)
+    x.withData { xp in out.withFreshData { op in applyActivation(activation, SendablePointer(xp), SendablePointer(op), x.count) } }
     return out
 }
 
 /// Applies `activation` elementwise in place (copying first if the storage is shared).
 public func activateInPlace(_ x: inout Tensor, _ activation: Activation) {
     let n = x.count
-    x.withMutableData { p in
-        let s = SendablePointer(p)
-        parallelRanges(n, grain: 1 << 16) { r in
-            let q = s.pointer + r.lowerBound
-            switch activation {
-            case .relu: lgap_relu(q, r.count)
-            case .silu: lgap_silu(q, r.count)
-            case .gelu: lgap_gelu_erf(q, r.count)
-            case .geluTanh: lgap_gelu_tanh(q, r.count)
-            case .quickGelu: lgap_quick_gelu(q, r.count)
-            }
+    x.withMutableData { p in applyActivation(activation, SendablePointer(p), SendablePointer(p), n) }
+}
+
+func applyActivation(_ activation: Activation, _ x: SendablePointer<Float>, _ out: SendablePointer<Float>, _ n: Int) {
+    parallelRanges(n, grain: 1 << 16) { r in
+        let (src, dst) = (UnsafePointer(x.pointer + r.lowerBound), out.pointer + r.lowerBound)
+        switch activation {
+        case .relu: lgap_relu(src, dst, r.count)
+        case .silu: lgap_silu(src, dst, r.count)
+        case .gelu: lgap_gelu_erf(src, dst, r.count)
+        case .geluTanh: lgap_gelu_tanh(src, dst, r.count)
+        case .quickGelu: lgap_quick_gelu(src, dst, r.count)
         }
     }
 }
@@ -52,19 +53,21 @@ public func gelu(_ x: Tensor) -> Tensor { activate(x, .gelu) }
 public func geluTanh(_ x: Tensor) -> Tensor { activate(x, .geluTanh) }
 public func quickGelu(_ x: Tensor) -> Tensor { activate(x, .quickGelu) }
 
-/// Softmax over the last dimension.
+/// Softmax over the last dimension (one pass over x into a new tensor).
 public func softmax(_ x: Tensor) -> Tensor {
-    var out = x.copy()
-    softmaxInPlace(&out)
+    let out = Tensor(uninitialized: x.shape)
+    x.withData { xp in out.withFreshData { op in softmaxRows(SendablePointer(xp), SendablePointer(op), x.shape[x.rank - 1], x.count) } }
     return out
 }
 
 public func softmaxInPlace(_ x: inout Tensor) {
-    let cols = x.shape[x.rank - 1], rows = x.count / max(cols, 1)
-    x.withMutableData { p in
-        let s = SendablePointer(p)
-        parallelRanges(rows, grain: max(1, 16384 / max(cols, 1))) { r in
-            lgap_softmax_rows(s.pointer + r.lowerBound * cols, r.count, cols)
-        }
+    let cols = x.shape[x.rank - 1], n = x.count
+    x.withMutableData { p in softmaxRows(SendablePointer(p), SendablePointer(p), cols, n) }
+}
+
+func softmaxRows(_ x: SendablePointer<Float>, _ out: SendablePointer<Float>, _ cols: Int, _ count: Int) {
+    let rows = count / max(cols, 1)
+    parallelRanges(rows, grain: max(1, 16384 / max(cols, 1))) { r in
+        lgap_softmax_rows(UnsafePointer(x.pointer + r.lowerBound * cols), out.pointer + r.lowerBound * cols, r.count, cols)
     }
 }

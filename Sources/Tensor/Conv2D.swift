@@ -1,6 +1,38 @@
 // 2-D convolution as im2col + GEMM (a direct GEMM for 1×1), and batch-norm folding.
 import CKernels
 import Dispatch
+import Foundation
+
+/// The ways a convolution is computed. The choice depends only on the layer's shape (made once, when
+/// its weights are laid out), not the input, so a batch gives bitwise the same result per image as one image at a time.
+public enum ConvAlgorithm: String, Sendable {
+    /// im2col (packed straight from the image) + GEMM: any shape.
+    case gemm
+    /// The AVX-512 direct kernel (DirectConvWeights): stride 1, narrow layers.
+    case direct
+    /// Winograd F(2×2, 3×3) (WinogradWeights): 3×3, stride 1, engine GEMM.
+    case winograd
+
+    /// LGAP_CONV=gemm|direct|winograd makes layers take that path wherever it applies (comparisons).
+    nonisolated(unsafe) public static var forced: ConvAlgorithm? =
+        ProcessInfo.processInfo.environment["LGAP_CONV"].flatMap(ConvAlgorithm.init(rawValue:))
+
+    public static func choose(cout: Int, cin: Int, kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> ConvAlgorithm {
+        guard BLAS.backend == .engine else { return .gemm }
+        let winogradOK = kernel == (3, 3) && stride == (1, 1) && padding.0 == padding.1
+        let directOK = stride.0 == 1 && stride.1 == 1 && DirectConvWeights.fits(cout: cout, cin: cin, kh: kernel.0, kw: kernel.1)
+        switch forced {
+        case .gemm?: return .gemm
+        case .direct?: return directOK ? .direct : .gemm
+        case .winograd?: return winogradOK ? .winograd : .gemm
+        case nil: break
+        }
+        // Measured (lgap-bench ops): Winograd wins from 128 channels up (SD, VAE, WideResNet, ResNet-50
+        // deep layers, the pack's UNet) and the direct kernel below (CIFAR ResNets, 64-channel layers).
+        if winogradOK && cin > 64 && cout > 64 { return .winograd }
+        return directOK ? .direct : .gemm
+    }
+}
 
 /// Largest im2col buffer (floats) one GEMM call works on; larger outputs are done in row bands so a
 /// 384-pixel VAE layer does not need a gigabyte of columns.
@@ -20,10 +52,25 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     precondition(sh > 0 && sw > 0 && ph >= 0 && pw >= 0, "conv2d: bad stride \(stride) or padding \(padding)")
     let ho = (h + 2 * ph - kh) / sh + 1, wo = (w + 2 * pw - kw) / sw + 1
     precondition(ho > 0 && wo > 0, "conv2d: kernel \(kh)×\(kw) larger than padded input \(h)×\(w)")
+    if packed == nil {
+        // No layer chose for us: take the path a layer with these weights would take.
+        switch ConvAlgorithm.choose(cout: cout, cin: cin, kernel: (kh, kw), stride: stride, padding: padding) {
+        case .winograd:
+            // A one-off call transforms and packs the weights each time (a layer does it once): that
+            // costs about what Winograd saves on a few hundred output pixels.
+            if n * ho * wo >= 512 { return conv2dWinograd(x, weights: WinogradWeights(convWeight: weight), bias: bias, padding: ph) }
+        case .direct:
+            if let dw = DirectConvWeights(convWeight: weight, stride: sh) { return conv2dDirect(x, weights: dw, bias: bias, padding: padding) }
+        case .gemm:
+            break
+        }
+    }
     let out = Tensor(uninitialized: [n, cout, ho, wo])
     let kdim = cin * kh * kw, plane = ho * wo
     let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
-    if BLAS.backend == .engine && (!direct || packed != nil) {
+    // 1×1 convolutions are plain GEMMs on the image (packing the weights per call is cheap next to
+    // the product; the im2col-packing GEMM only adds index arithmetic there).
+    if BLAS.backend == .engine && !direct {
         convPacked(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding, packed: packed)
         return out
     }

@@ -18,6 +18,13 @@ public final class PackedWeights: @unchecked Sendable {
         cols = k
     }
 
+    /// A row-major [rows, cols] matrix as the GEMM's A operand.
+    init(matrixA a: UnsafePointer<Float>, rows m: Int, cols k: Int) {
+        handle = lgap_pack_a(0, m, k, a, k)
+        rows = m
+        cols = k
+    }
+
     /// A linear weight [out, in] as the GEMM's B operand Wᵀ [in, out].
     public init(linearWeight w: Tensor) {
         let n = w.shape[0], k = w.shape[1]
@@ -46,12 +53,18 @@ public final class DirectConvWeights: @unchecked Sendable {
     /// here, it beats the packed GEMM up to 128-channel 3×3 layers (ResNet-56 at batch 64: 0.106 s vs
     /// 0.164 s) and loses from 160 channels on (WideResNet-28-10, ResNet-50).
     public init?(convWeight w: Tensor, stride: Int) {
-        guard stride == 1, lgap_direct_conv_available() != 0, w.rank == 4 else { return nil }
+        guard stride == 1, w.rank == 4, Self.fits(cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3]) else { return nil }
         (cout, cin, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
-        guard cin * kh * kw <= 1152, cout <= 256 else { return nil }
         data = Tensor(uninitialized: [(cout + 7) / 8 * cin * kh * kw * 8])
         let (co, ci, h, ww) = (cout, cin, kh, kw)
         w.withData { src in data.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, dst) } }
+    }
+}
+
+extension DirectConvWeights {
+    /// Whether the direct kernel runs here (AVX-512) and is worth it for this layer (see init).
+    public static func fits(cout: Int, cin: Int, kh: Int, kw: Int) -> Bool {
+        lgap_direct_conv_available() != 0 && cin * kh * kw <= 1152 && cout <= 256
     }
 }
 
@@ -63,7 +76,7 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
     let ho = h + 2 * ph - dw.kh + 1, wo = w + 2 * pw - dw.kw + 1
     precondition(ho > 0 && wo > 0, "conv2dDirect: kernel larger than padded input")
     let out = Tensor(uninitialized: [n, dw.cout, ho, wo])
-    let padSize = lgap_direct_conv_padded_size(cin, h, w, dw.kh, ph, pw)
+    let padSize = lgap_direct_conv_padded_size(cin, h, w, dw.kh, dw.kw, ph, pw)
     let padded = Tensor(uninitialized: [n * padSize])
     let blocks = (dw.cout + 7) / 8
     let splits = min(blocks, max(1, Engine.threads / max(n, 1) + (Engine.threads % max(n, 1) == 0 ? 0 : 1)))
@@ -72,7 +85,7 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
         let (px, po, pad, pwk) = (SendablePointer(xp), SendablePointer(op), SendablePointer(pp), SendablePointer(wp))
         let pb = bp.map { SendablePointer($0) }
         parallelRanges(n, grain: 1) { r in
-            for i in r { lgap_direct_conv_pad(px.pointer + i * cin * h * w, cin, h, w, ph, pw, pad.pointer + i * padSize) }
+            for i in r { lgap_direct_conv_pad(px.pointer + i * cin * h * w, cin, h, w, dw.kw, ph, pw, pad.pointer + i * padSize) }
         }
         let per = (blocks + splits - 1) / splits
         let run: @Sendable (Int) -> Void = { job in

@@ -3,6 +3,7 @@
 // Tensors are values: `let` copies share storage and ops always return new tensors, so sharing is safe.
 // Mutation goes through `withMutableData`, which copies storage first when it is shared
 // (copy-on-write). Layout is an engine detail: model code sees shapes, never strides.
+import CKernels
 import Foundation
 
 /// Reference-counted, aligned float buffer behind one or more tensors.
@@ -12,6 +13,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     @usableFromInline init(count: Int) {
         precondition(count >= 0, "negative element count \(count)")
+        _ = allocatorTuned
         var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
@@ -23,6 +25,13 @@ public final class TensorStorage: @unchecked Sendable {
 
     deinit { free(base) }
 }
+
+/// glibc serves blocks above its mmap threshold (dynamic, at most 32 MiB) with fresh mappings and
+/// hands freed heap tops back to the kernel, so a model that allocates and frees the same activation
+/// sizes every layer pays a page fault and a kernel page clear per 4 KiB each time (a fifth of an SD
+/// UNet call here). Keeping blocks up to 32 MiB on the heap and not trimming it lets them be reused;
+/// the process keeps its peak heap instead of returning it between calls.
+private let allocatorTuned: Void = lgap_tune_allocator()
 
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]

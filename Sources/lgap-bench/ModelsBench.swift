@@ -4,6 +4,7 @@
 import Foundation
 import ImageIO
 import Models
+import NN
 import Tensor
 
 let modelSuites: [String: [String]] = [
@@ -25,7 +26,9 @@ func repoRoot() -> String {
 }
 
 /// Runs one case in this process and returns (median seconds, peak RSS KiB).
-func runModelCase(_ name: String, cache: String, repeats: Int) throws -> (Double, Int) {
+/// Times one case in this process; with `check`, also writes the case's inputs and lgap's output there
+/// (safetensors) so the PyTorch side can run the same inputs and report the difference.
+func runModelCase(_ name: String, cache: String, repeats: Int, check: String? = nil) throws -> (Double, Int) {
     let pack = repoRoot() + "/models/cifar10-mini"
     var state: UInt64 = 1
     func random(_ shape: [Int]) -> Tensor {
@@ -38,31 +41,39 @@ func runModelCase(_ name: String, cache: String, repeats: Int) throws -> (Double
         }
         return t
     }
-    let run: () throws -> Void
+    let run: () throws -> Tensor?
+    var inputs: [String: Tensor] = [:]
     if let dash = name.range(of: "-b", options: .backwards), ["resnet56", "wrn28-10", "resnet50"].contains(String(name[..<dash.lowerBound])) {
         let model = String(name[..<dash.lowerBound]), batch = Int(name[dash.upperBound...])!
         let clf = try ImageClassifier(folder: model == "resnet56" ? pack + "/classifier" : cache + "/" + model)
         let x = random([batch, 3] + clf.config.inputSize)
-        run = { _ = clf.logits(preprocessed: x) }
+        inputs = ["x": x]
+        run = { clf.logits(preprocessed: x) }
     } else if name.hasPrefix("unet") {
         let unet = try UNet2DConditionModel(folder: name == "unet-sd15-b2" ? cache + "/unet-sd15" : pack + "/unet")
         let size = name == "unet-sd15-b2" ? 48 : (unet.config.sampleSize ?? 32)
         let x = random([2, unet.config.inChannels, size, size]), ctx = random([2, 77, unet.config.crossAttentionDim.value(0)])
-        run = { _ = unet(x, timesteps: [500, 500], context: ctx) }
+        inputs = ["x": x, "context": ctx]
+        run = { unet(x, timesteps: [500, 500], context: ctx) }
     } else if name == "vae-decode-384" {
         let vae = try AutoencoderKL(folder: cache + "/vae-sd15")
         let z = random([1, 4, 48, 48])
-        run = { _ = vae.decode(z) }
+        inputs = ["x": z]
+        run = { vae.decode(z) }
     } else if name.hasPrefix("blip") {
         let captioner = try Captioner(folder: name == "blip-base-beam3" ? cache + "/blip-base" : pack + "/captioner")
         let size = captioner.config.visionConfig.imageSize
         let x = random([1, 3, size, size])
         let options = GenerationOptions(numBeams: 3, maxLength: 20, minLength: 20)
-        run = { _ = try captioner.caption(pixelValues: x, options: options) }
+        run = { _ = try captioner.caption(pixelValues: x, options: options); return nil }
     } else {
         throw BenchError.usage("unknown model case \(name)")
     }
-    try run()
+    let first = try run()
+    if let check, let first {
+        inputs["output"] = first
+        try SafeTensorsWriter.write(inputs, to: check)
+    }
     var times: [Double] = []
     for _ in 0..<repeats {
         let t = DispatchTime.now().uptimeNanoseconds
@@ -98,19 +109,31 @@ func runModelsBench(suite: String, threads: Int, repeats: Int, python: String, c
     let script = repoRoot() + "/tools/bench/torch_models.py"
     _ = try? childJSON(python, [script, "prepare", "--cache", cache])  // prints paths, not JSON: ignore the parse
     print("# lgap-bench models \(suite) — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>"), lgap GEMM \(BLAS.backend.rawValue) (\(BLAS.engineKernel)), median of \(repeats)")
-    print("| case | lgap s | torch s | lgap/torch speed | lgap peak MiB | torch peak MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| case | lgap s | torch s | lgap/torch speed | lgap peak MiB | torch peak MiB | output max abs diff | max diff / max abs |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    let checkDir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-bench-check-\(getpid())")
+    try FileManager.default.createDirectory(at: checkDir, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: checkDir) }
     for c in cases {
+        // Both sides run the same inputs (lgap writes them with its output; torch reads them and
+        // reports the largest difference from lgap's output), so each speed row is also a full-size
+        // parity check of the model it times.
+        let check = checkDir.appendingPathComponent(c + ".safetensors").path
         let ours: [String: Any], theirs: [String: Any]
         do {
-            ours = try childJSON(CommandLine.arguments[0], ["model-case", c, "--cache", cache, "--repeat", String(repeats), "--threads", String(threads)])
-            theirs = try childJSON(python, [script, "time", "--cache", cache, "--case", c, "--threads", String(threads), "--repeat", String(repeats)])
+            ours = try childJSON(CommandLine.arguments[0], ["model-case", c, "--cache", cache, "--repeat", String(repeats), "--threads", String(threads),
+                                                            "--check", check])
+            var targs = [script, "time", "--cache", cache, "--case", c, "--threads", String(threads), "--repeat", String(repeats)]
+            if FileManager.default.fileExists(atPath: check) { targs += ["--check", check] }
+            theirs = try childJSON(python, targs)
         } catch {
-            print("| \(c) | – | – | skipped: \(error) | | |")
+            print("| \(c) | – | – | skipped: \(error) | | | | |")
             continue
         }
         let o = ours["seconds"] as! Double, t = theirs["seconds"] as! Double
         let om = (ours["peak_rss_kb"] as! Int) / 1024, tm = (theirs["peak_rss_kb"] as! Int) / 1024
-        print(String(format: "| %@ | %.4f | %.4f | %.2f× | %d | %d |", c, o, t, t / o, om, tm))
+        let diff = (theirs["max_abs_diff"] as? Double).map { String(format: "%.2e", $0) } ?? "–"
+        let rel = (theirs["max_rel_diff"] as? Double).map { String(format: "%.2e", $0) } ?? "–"
+        print(String(format: "| %@ | %.4f | %.4f | %.2f× | %d | %d | %@ | %@ |", c, o, t, t / o, om, tm, diff, rel))
     }
 }

@@ -55,6 +55,15 @@ func opCases() -> [OpCase] {
     conv("conv3x3 CIFAR 16ch 32×32 b64", [64, 16, 32, 32], 16, k: 3, pad: 1)
     conv("conv3x3 CIFAR 32ch 16×16 b64", [64, 32, 16, 16], 32, k: 3, pad: 1)
     conv("conv3x3 CIFAR 64ch 8×8 b64", [64, 64, 8, 8], 64, k: 3, pad: 1)
+    // The 3×3 layers that dominate the other models (issues 3 and 4): VAE decoder at 384 px,
+    // WideResNet-28-10 and ResNet-50 at batch 16, the default pack's UNet at batch 8.
+    conv("conv3x3 VAE 512ch 96×96 b1", [1, 512, 96, 96], 512, k: 3, pad: 1)
+    conv("conv3x3 VAE 128ch 384×384 b1", [1, 128, 384, 384], 128, k: 3, pad: 1)
+    conv("conv3x3 WRN 160ch 32×32 b16", [16, 160, 32, 32], 160, k: 3, pad: 1)
+    conv("conv3x3 WRN 640ch 8×8 b16", [16, 640, 8, 8], 640, k: 3, pad: 1)
+    conv("conv3x3 R50 64ch 56×56 b16", [16, 64, 56, 56], 64, k: 3, pad: 1)
+    conv("conv3x3 R50 512ch 7×7 b16", [16, 512, 7, 7], 512, k: 3, pad: 1)
+    conv("conv3x3 pack 128ch 16×16 b8", [8, 128, 16, 16], 128, k: 3, pad: 1)
     func lin(_ name: String, _ m: Int, _ k: Int, _ n: Int) {
         let x = randomTensor([m, k]), w = randomTensor([n, k]), b = randomTensor([n])
         cases.append(OpCase(name: name, op: "linear", shapes: ["x": [m, k], "w": [n, k]], params: [:], flops: 2.0 * Double(m * k * n)) {
@@ -94,11 +103,17 @@ func opCases() -> [OpCase] {
     return cases
 }
 
-/// Median seconds of `repeat` calls after two warm-up calls.
+/// Median seconds of at least `repeat` calls after two warm-up calls; short ops repeat until they
+/// have run ≈ 0.3 s (at most 300 calls), since a median of 10 sub-millisecond calls swings with thread
+/// wake-ups. tools/bench/torch_ops.py times the torch side the same way.
 func median(repeats: Int, _ body: () -> Void) -> Double {
-    body(); body()
+    body()
+    let t0 = DispatchTime.now().uptimeNanoseconds
+    body()
+    let first = max(1e-6, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+    let count = max(repeats, min(300, Int(0.3 / first)))
     var times: [Double] = []
-    for _ in 0..<repeats {
+    for _ in 0..<count {
         let t = DispatchTime.now().uptimeNanoseconds
         body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - t) / 1e9)

@@ -30,7 +30,9 @@ do {
                              python: python, seed: UInt64(option("--seed", "1")) ?? 1,
                              peakGFLOPs: Double(option("--peak-gflops", "530")) ?? 530)
     case "model-case":
-        let (seconds, rss) = try runModelCase(args.count > 1 ? args[1] : "", cache: option("--cache", ""), repeats: repeatCount)
+        let check = option("--check", "")
+        let (seconds, rss) = try runModelCase(args.count > 1 ? args[1] : "", cache: option("--cache", ""), repeats: repeatCount,
+                                              check: check.isEmpty ? nil : check)
         print("{\"seconds\": \(seconds), \"peak_rss_kb\": \(rss)}")
     default: throw BenchError.usage("usage: lgap-bench ops|models [options] (see Sources/lgap-bench/main.swift)")
     }

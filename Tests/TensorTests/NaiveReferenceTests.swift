@@ -73,6 +73,33 @@ final class NaiveReferenceTests: XCTestCase {
         if ran == 0 { throw XCTSkip("no AVX-512: the direct convolution kernel is not used on this CPU") }
     }
 
+    func testWinogradConvMatchesNaive() {
+        // Odd output sizes (partial tiles), padding 0–2, batches, more channels than one GEMM K slice,
+        // and an image large enough to be split into several tile-row blocks.
+        for (i, (n, ci, h, w, co, p)) in [(2, 5, 13, 9, 7, 1), (3, 40, 8, 8, 33, 1), (1, 17, 7, 12, 9, 0), (2, 3, 5, 4, 6, 2),
+                                          (1, 260, 9, 7, 12, 1), (1, 200, 46, 46, 64, 1)].enumerated() {
+            let x = random([n, ci, h, w], seed: UInt64(400 + i)), wt = random([co, ci, 3, 3], seed: UInt64(500 + i))
+            let b = random([co], seed: UInt64(600 + i))
+            let y = conv2dWinograd(x, weights: WinogradWeights(convWeight: wt), bias: b, padding: p)
+            // Sums of up to 2,340 products of values in [-1, 1]: allow for float32 accumulation.
+            let c = compare(y, naiveConv(x, wt, b, stride: 1, pad: p), atol: ci > 64 ? 1e-3 : 1e-4, rtol: 1e-4, name: "winograd conv \(i)")
+            XCTAssert(c.ok, c.report)
+        }
+    }
+
+    func testWinogradBatchIsBitwiseSingleImages() {
+        // Batched purification promises the same bits as one image at a time.
+        let x = random([3, 48, 10, 14], seed: 41), wt = random([40, 48, 3, 3], seed: 42), b = random([40], seed: 43)
+        let weights = WinogradWeights(convWeight: wt)
+        let batch = conv2dWinograd(x, weights: weights, bias: b, padding: 1).scalars
+        let per = batch.count / 3
+        for i in 0..<3 {
+            let xi = Tensor(shape: [1, 48, 10, 14], data: Array(x.scalars[(i * 48 * 140)..<((i + 1) * 48 * 140)]))
+            let single = conv2dWinograd(xi, weights: weights, bias: b, padding: 1).scalars
+            XCTAssertEqual(single, Array(batch[(i * per)..<((i + 1) * per)]), "image \(i)")
+        }
+    }
+
     func testMatmulMatchesNaive() {
         let a = random([3, 17, 29], seed: 5), b = random([29, 13], seed: 6)
         let y = matmul(a, b)

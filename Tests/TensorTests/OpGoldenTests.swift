@@ -30,7 +30,7 @@ final class OpGoldenTests: XCTestCase {
 
     func testConv2d() throws {
         let cases = g.cases("conv.")
-        XCTAssertEqual(cases.count, 8)
+        XCTAssertEqual(cases.count, 11)
         for c in cases {
             let p = g.params(c)
             let s = p["stride"] as! Int, pad = p["padding"] as! Int

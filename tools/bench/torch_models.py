@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -74,15 +75,17 @@ def pack_dir():
     return ROOT / "models" / "cifar10-mini"
 
 
-def make_case(cache, case):
-    """Returns a zero-argument callable that runs the case once."""
+def make_case(cache, case, given=None):
+    """Returns a zero-argument callable that runs the case once. `given`: input tensors by name (x,
+    context) to use instead of random ones (lgap-bench's --check file)."""
     g = torch.Generator().manual_seed(1)
+    given = given or {}
     if case.split("-b")[0] in CLASSIFIERS:
         from lgaptools import classifiers
         name, batch = case.rsplit("-b", 1)
         folder = pack_dir() / "classifier" if name == "resnet56" else cache / name
         model, cfg = classifiers.load_folder(folder)
-        x = torch.rand(int(batch), 3, *cfg["input_size"], generator=g)
+        x = given.get("x", torch.rand(int(batch), 3, *cfg["input_size"], generator=g))
         return lambda: model(x)
     if case.startswith("unet"):
         from diffusers import UNet2DConditionModel
@@ -90,13 +93,13 @@ def make_case(cache, case):
         unet = UNet2DConditionModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
         c = unet.config
         size = 48 if case == "unet-sd15-b2" else c.sample_size
-        x = torch.randn(2, c.in_channels, size, size, generator=g)
-        ctx = torch.randn(2, 77, c.cross_attention_dim, generator=g)
+        x = given.get("x", torch.randn(2, c.in_channels, size, size, generator=g))
+        ctx = given.get("context", torch.randn(2, 77, c.cross_attention_dim, generator=g))
         return lambda: unet(x, 500, encoder_hidden_states=ctx).sample
     if case == "vae-decode-384":
         from diffusers import AutoencoderKL
         vae = AutoencoderKL.from_pretrained(cache / "vae-sd15", torch_dtype=torch.float32).eval()
-        z = torch.randn(1, 4, 48, 48, generator=g)
+        z = given.get("x", torch.randn(1, 4, 48, 48, generator=g))
         return lambda: vae.decode(z).sample
     if case.startswith("blip"):
         from transformers import BlipForConditionalGeneration
@@ -115,22 +118,29 @@ def main():
     p.add_argument("--case")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--check", help="safetensors with lgap's inputs and output: run those inputs, report the difference")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     cache = Path(args.cache)
     if args.command == "prepare":
         prepare(cache)
         return
+    result = {}
     with torch.no_grad():
-        run = make_case(cache, args.case)
-        run()
+        given = load_file(args.check) if args.check else {}
+        run = make_case(cache, args.case, given)
+        out = run()
+        if "output" in given:
+            diff = (out.float() - given["output"]).abs().max().item()
+            result = {"max_abs_diff": diff, "max_rel_diff": diff / max(out.abs().max().item(), 1e-30)}
         times = []
         for _ in range(args.repeat):
             t = time.perf_counter()
             run()
             times.append(time.perf_counter() - t)
     times.sort()
-    print(json.dumps({"seconds": times[len(times) // 2], "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+    result.update(seconds=times[len(times) // 2], peak_rss_kb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,14 @@ import torch.nn.functional as F
 
 
 def timed(fn, repeat, warmup=2):
-    for _ in range(warmup):
+    """Median of at least `repeat` calls; short ops repeat until ~0.3 s (at most 300 calls), as lgap-bench does."""
+    for _ in range(warmup - 1):
         fn()
+    t = time.perf_counter()
+    fn()
+    first = max(1e-6, time.perf_counter() - t)
     times = []
-    for _ in range(repeat):
+    for _ in range(max(repeat, min(300, int(0.3 / first)))):
         t = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t)

@@ -182,6 +182,21 @@ for name, (h, w_), (oh, ow), flt in [("pil.bicubic.up", (32, 32), (384, 384), Im
     case(name, {"filter": {Image.BICUBIC: "bicubic", Image.BILINEAR: "bilinear", Image.LANCZOS: "lanczos"}[flt]},
          x=torch.from_numpy(img.copy()), out=torch.from_numpy(out.copy()))
 
+# --- convolutions wide enough for the Winograd F(2x2,3x3) path: odd output sizes (partial tiles),
+# padding 0 and 2, and more input channels than one GEMM K slice (256). Kept last so the cases above
+# keep their random draws.
+for name, (n, cin, h, w_, cout, p, has_bias) in {
+    "conv.winograd.odd": (3, 40, 11, 7, 36, 1, True),
+    "conv.winograd.p0": (2, 33, 10, 9, 40, 0, False),
+    "conv.winograd.p2k300": (1, 300, 5, 6, 34, 2, True),
+}.items():
+    x, wt = rnd(n, cin, h, w_), rnd(cout, cin, 3, 3, scale=0.1)
+    bb = rnd(cout) if has_bias else None
+    arrays = dict(x=x, w=wt, out=F.conv2d(x, wt, bb, stride=1, padding=p))
+    if has_bias:
+        arrays["b"] = bb
+    case(name, {"stride": 1, "padding": p}, **arrays)
+
 OUT.parent.mkdir(parents=True, exist_ok=True)
 save_file(tensors, str(OUT), metadata=meta)
 print(f"wrote {len(tensors)} tensors in {len(meta)} cases to {OUT} ({OUT.stat().st_size / 1e6:.2f} MB)")

@@ -12,20 +12,20 @@
 extern "C" {
 #endif
 
-/// Activations, in place over n elements.
-void lgap_relu(float *x, ptrdiff_t n);
-void lgap_silu(float *x, ptrdiff_t n);
+/// Activations over n elements, x → out (out may be x: in place).
+void lgap_relu(const float *x, float *out, ptrdiff_t n);
+void lgap_silu(const float *x, float *out, ptrdiff_t n);
 /// x * 0.5 * (1 + erf(x / sqrt 2)), erf by Abramowitz–Stegun 7.1.26 (|err| ≤ 1.5e-7, as ATen's vectorised erf).
-void lgap_gelu_erf(float *x, ptrdiff_t n);
+void lgap_gelu_erf(const float *x, float *out, ptrdiff_t n);
 /// 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-void lgap_gelu_tanh(float *x, ptrdiff_t n);
+void lgap_gelu_tanh(const float *x, float *out, ptrdiff_t n);
 /// x * sigmoid(1.702 x) (OpenAI CLIP's QuickGELU).
-void lgap_quick_gelu(float *x, ptrdiff_t n);
+void lgap_quick_gelu(const float *x, float *out, ptrdiff_t n);
 /// out[i] = exp(x[i]), |relative error| ≤ 2 ulp over the float range.
 void lgap_exp(const float *x, float *out, ptrdiff_t n);
 
-/// Softmax over each row of a [rows, cols] matrix, in place. Rows of all -inf give zeros.
-void lgap_softmax_rows(float *x, ptrdiff_t rows, ptrdiff_t cols);
+/// Softmax over each row of a [rows, cols] matrix x → out (out may be x). Rows of all -inf give zeros.
+void lgap_softmax_rows(const float *x, float *out, ptrdiff_t rows, ptrdiff_t cols);
 
 /// y[r, :] = (x[r, :] - mean) / sqrt(var + eps) * w + b for each row of [rows, cols]; w, b may be NULL.
 void lgap_layernorm_rows(const float *x, float *y, ptrdiff_t rows, ptrdiff_t cols,
@@ -56,13 +56,31 @@ int lgap_direct_conv_available(void);
 /// Weights [cout, cin, kh, kw] → [ceil(cout/8)][cin][kh][kw][8] (zero-padded channels).
 void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out);
 /// Floats the zero-padded input copy needs (each channel plane plus 64 floats of slack).
-ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t ph, ptrdiff_t pw);
-/// x: [cin, h, w] → xp: zero-padded planes of (h+2ph)×(w+2pw) floats, each followed by 64 zeros.
-void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t ph, ptrdiff_t pw, float *xp);
+ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph,
+                                       ptrdiff_t pw);
+/// x: [cin, h, w] → xp: zero-padded planes of (h+2ph) rows (rows share padding columns where the
+/// kernel allows: see direct_conv.c), each followed by 64 zeros.
+void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw,
+                          float *xp);
 /// Output channel blocks block0..block1 (8 channels each) of one image: out [cout, ho, wo] (+ bias).
 void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
                       ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
                       float *out);
+
+/// Keeps blocks up to 32 MiB on glibc's heap and stops it returning freed memory to the kernel
+/// (see Tensor.swift); does nothing on other C libraries.
+void lgap_tune_allocator(void);
+
+/// Winograd F(2×2, 3×3) convolution (3×3 kernels, stride 1; see winograd.c).
+/// Weights [cout, cin, 3, 3] → U [16][cout][cin] (the ξ-th [cout, cin] matrix is GEMM operand A).
+void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, float *u);
+/// Floats of scratch one lgap_winograd_conv call needs for `rows` tile rows.
+ptrdiff_t lgap_winograd_scratch_size(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t wo, ptrdiff_t rows);
+/// Tile rows row0..row0+rows of a batch (tile row r = image r / ⌈ho/2⌉, output rows 2·(r mod ⌈ho/2⌉) + 0, 1):
+/// x [n, cin, h, w] → out [n, cout, ho, wo] (+ bias), u: the 16 packed U_ξ, ho = h + 2·pad − 2.
+void lgap_winograd_conv(const lgap_packed *const *u, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h,
+                        ptrdiff_t w, ptrdiff_t pad, ptrdiff_t ho, ptrdiff_t wo, const float *bias, ptrdiff_t row0,
+                        ptrdiff_t rows, float *scratch, float *out);
 
 #ifdef __cplusplus
 }
