@@ -14,16 +14,23 @@ public final class TensorStorage: @unchecked Sendable {
     @usableFromInline init(count: Int) {
         precondition(count >= 0, "negative element count \(count)")
         _ = allocatorTuned
-        var raw: UnsafeMutableRawPointer?
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
-        guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
-            fatalError("out of memory allocating \(bytes) bytes for a tensor")
+        if bytes >= LargeBlocks.minBytes, let block = LargeBlocks.shared.take(bytes: bytes) {
+            base = block.bindMemory(to: Float.self, capacity: max(count, 1))
+        } else {
+            var raw: UnsafeMutableRawPointer?
+            guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
+                fatalError("out of memory allocating \(bytes) bytes for a tensor")
+            }
+            base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         }
-        base = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
     }
 
-    deinit { free(base) }
+    deinit {
+        let bytes = max(count, 1) * MemoryLayout<Float>.stride
+        if bytes >= LargeBlocks.minBytes { LargeBlocks.shared.keep(UnsafeMutableRawPointer(base), bytes: bytes) } else { free(base) }
+    }
 }
 
 /// glibc serves blocks above its mmap threshold (dynamic, at most 32 MiB) with fresh mappings and
@@ -32,6 +39,40 @@ public final class TensorStorage: @unchecked Sendable {
 /// UNet call here). Keeping blocks up to 32 MiB on the heap and not trimming it lets them be reused;
 /// the process keeps its peak heap instead of returning it between calls.
 private let allocatorTuned: Void = lgap_tune_allocator()
+
+/// Blocks of 32 MiB and more always come from mmap in glibc, so every 47 MB linear output or 75 MB
+/// VAE activation would be faulted in and cleared page by page again on every call. Freed blocks that
+/// large are kept here (the newest `capacityBytes` of them) and handed out again for the same size.
+final class LargeBlocks: @unchecked Sendable {
+    static let minBytes = 32 << 20
+    static let capacityBytes = 512 << 20
+    static let shared = LargeBlocks()
+
+    private let lock = NSLock()
+    private var blocks: [(bytes: Int, pointer: UnsafeMutableRawPointer)] = []  // oldest first
+    private var heldBytes = 0
+
+    func take(bytes: Int) -> UnsafeMutableRawPointer? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let i = blocks.lastIndex(where: { $0.bytes == bytes }) else { return nil }
+        heldBytes -= bytes
+        return blocks.remove(at: i).pointer
+    }
+
+    /// Keeps a freed block for reuse, releasing the oldest ones beyond the capacity.
+    func keep(_ block: UnsafeMutableRawPointer, bytes: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        blocks.append((bytes, block))
+        heldBytes += bytes
+        while heldBytes > Self.capacityBytes, !blocks.isEmpty {
+            let old = blocks.removeFirst()
+            heldBytes -= old.bytes
+            Foundation.free(old.pointer)
+        }
+    }
+}
 
 public struct Tensor: @unchecked Sendable {
     public private(set) var shape: [Int]

@@ -110,6 +110,16 @@ final class NaiveReferenceTests: XCTestCase {
         XCTAssert(c.ok, c.report)
     }
 
+    func testLargeBuffersAreReusedAndStillInitialised() {
+        // Blocks of 32 MiB and more are kept for reuse (Tensor.swift): the same size gets the same
+        // memory back, and initialising constructors still initialise it.
+        let shape = [10 << 20]  // 40 MiB
+        let address: Int = Tensor(repeating: 7, shape: shape).withData { Int(bitPattern: $0) }
+        let zeros = Tensor(zeros: shape)
+        XCTAssertEqual(zeros.withData { Int(bitPattern: $0) }, address, "a freed 40 MiB block is handed out again")
+        XCTAssert(zeros.withData { p in (0..<(10 << 20)).allSatisfy { p[$0] == 0 } })
+    }
+
     func testTensorCopyOnWrite() {
         let a = Tensor(shape: [2, 2], data: [1, 2, 3, 4])
         var b = a
