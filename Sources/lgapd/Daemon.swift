@@ -224,7 +224,16 @@ final class Daemon: @unchecked Sendable {
                 log.notice("signal received, shutting down", metadata: ["signal": "\(sig)"])
                 shutdownRequested.signal()
             }
+            // libdispatch arms the source on its manager thread after resume(); until then the signal
+            // is ignored and lost. Wait for the registration, so a SIGTERM sent once READY=1 is out (a
+            // supervisor's or a test's) always stops the daemon. Seen in ServiceTests under load: a
+            // daemon that missed its SIGTERM and ran on.
+            let armed = DispatchSemaphore(value: 0)
+            src.setRegistrationHandler { armed.signal() }
             src.resume()
+            if armed.wait(timeout: .now() + 10) == .timedOut {
+                log.warning("signal source not armed after 10 s", metadata: ["signal": "\(sig)"])
+            }
             signalSources.append(src)
         }
     }

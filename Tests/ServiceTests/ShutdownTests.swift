@@ -20,6 +20,17 @@ final class ShutdownTests: ServiceTestCase {
         return ids
     }
 
+    func testSigtermRightAfterReadyIsNeverLost() throws {
+        // lgapd used to ignore SIGTERM until libdispatch had armed its signal source on another thread;
+        // a supervisor signalling as soon as READY=1 could hit that window and the daemon ran on.
+        // Start and stop it ten times with no delay at all between "ready" and SIGTERM.
+        for i in 0..<10 {
+            let daemon = try startDaemon(.init(pack: Self.defaultPack), name: "ready-\(i)")
+            daemon.signal(SIGTERM)
+            XCTAssertEqual(daemon.waitForExit(timeout: 20), 0, "start \(i): \(daemon.logTail)")
+        }
+    }
+
     func testSigtermDrainsJobsInFlight() throws {
         let timeout = 60.0
         let daemon = try startDaemon(.init(mode: "router", pack: try slowPack(steps: 30),
