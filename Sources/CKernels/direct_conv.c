@@ -40,12 +40,15 @@ void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdif
 // instead of w + 2·pw — for an 8×8 CIFAR map that is 9 grid columns per 8 outputs, not 10. It needs
 // pw ≤ kw − 1 (output columns never outrun the row); wider padding keeps both sides.
 static ptrdiff_t padded_width(ptrdiff_t w, ptrdiff_t pw, ptrdiff_t kw) { return pw <= kw - 1 ? w + pw : w + 2 * pw; }
+// Channel planes sit back to back: a tile's reads past its plane's end (positions that are dropped)
+// land in the next plane, which is harmless, and only the last plane needs slack behind it. Per-plane
+// slack made an 8×8 map's 64 planes 70% larger, pushing input + weights out of L1.
 
 ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph,
                                        ptrdiff_t pw) {
     ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw);
     (void)kh;
-    return cin * (hp * wp + 64);
+    return cin * hp * wp + 64;
 }
 
 #if defined(__x86_64__)
@@ -129,8 +132,8 @@ static void tile(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, 
 
 void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw,
                           float *xp) {
-    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp + 64;
-    memset(xp, 0, (size_t)(cin * plane) * sizeof(float));
+    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp;
+    memset(xp, 0, (size_t)(cin * plane + 64) * sizeof(float));
     for (ptrdiff_t c = 0; c < cin; c++)
         for (ptrdiff_t y = 0; y < h; y++)
             memcpy(xp + c * plane + (y + ph) * wp + pw, x + (c * h + y) * w, (size_t)w * sizeof(float));
@@ -140,7 +143,7 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
                       ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
                       float *out) {
 #if defined(__x86_64__)
-    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp + 64;
+    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp;
     ptrdiff_t ho = hp - kh + 1, wo = w + 2 * pw - kw + 1;
     ptrdiff_t grid = ho * wp;
     float acc[8 * 32];

@@ -10,12 +10,22 @@ classifier-input gradients (BPDA: d purify(x)/dx ≈ I). Adversarial images are 
 saved as PNG with their labels; the attack reports the undefended accuracy on what it saved and the
 defended accuracy it saw at the last step (one EOT sample set, PyTorch reference).
 
+--defence lgap runs the defence as deployed instead: each EOT sample is one `lgapctl purify` call over
+the current (8-bit) adversarial images with its own seed, which captions, purifies and classifies them
+and saves the purified PNGs the gradient is taken at. lgap matches the PyTorch reference to > 145 dB and
+is ~20x faster per image here, which is what makes 200 images x 10 steps x 10 samples affordable on CPU.
+
 Run: tools/train/run.sh tools/attack/bpda_eot.py --n 200 --steps 10 --eot 10 --out /work/eval/bpda-200
-Writes OUT/adv/<class>/*.png, OUT/clean/<class>/*.png and OUT/attack.json; resumable per batch.
+     (add --defence lgap --batch 200 to attack through lgapctl)
+Writes OUT/adv/<class>/*.png, OUT/clean/<class>/*.png and OUT/attack.json; resumable per batch (and per
+step: OUT/state.pt).
 """
 import argparse
 import json
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -59,6 +69,38 @@ class Defence:
                                                ensemble=1, eta=d.get("eta", 0.0)) for i, (xi, c) in enumerate(zip(x, caps))])
 
 
+class LgapDefence:
+    """The deployed defence: `lgapctl purify` with the pack's defaults (its own captions) per EOT sample."""
+
+    def __init__(self, pack, lgapctl):
+        self.pack = str(pack)
+        self.lgapctl = lgapctl
+        self.manifest = json.loads((Path(pack) / "pack.json").read_text())
+        model, cfg = classifiers.load_folder(Path(pack) / "classifier")
+        self.net = classifiers.Normalized(model, cfg["mean"], cfg["std"]).eval()
+        for q in self.net.parameters():
+            q.requires_grad_(False)
+        self.work = Path(tempfile.mkdtemp(prefix="lgap-bpda-"))
+
+    def purify_samples(self, x, seeds):
+        """One purified batch per seed (each a [N, 3, H, W] tensor in [0, 1]), through lgapctl."""
+        inp = self.work / "in"
+        shutil.rmtree(inp, ignore_errors=True)
+        inp.mkdir(parents=True)
+        q = (x * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for i in range(len(q)):
+            Image.fromarray(q[i]).save(inp / f"{i:05d}.png")
+        out = []
+        for seed in seeds:
+            pur = self.work / "purified"
+            shutil.rmtree(pur, ignore_errors=True)
+            subprocess.run([self.lgapctl, "purify", str(inp), "--pack", self.pack, "--seed", str(seed), "--batch", "32",
+                            "--save-purified", str(pur), "--json"], check=True, stdout=subprocess.DEVNULL)
+            arr = np.stack([np.asarray(Image.open(pur / f"{i:05d}.purified.png").convert("RGB")) for i in range(len(q))])
+            out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255)
+        return out
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=200)
@@ -70,9 +112,12 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--pack", default=str(ROOT / "models" / "cifar10-mini"))
     p.add_argument("--out", required=True)
+    p.add_argument("--defence", choices=["reference", "lgap"], default="reference",
+                   help="purify with the PyTorch reference (default) or through lgapctl")
+    p.add_argument("--lgapctl", default=str(ROOT / ".build" / "release" / "lgapctl"))
     args = p.parse_args()
     torch.set_num_threads(int(__import__("os").environ.get("LGAP_TORCH_THREADS", "2")))
-    defence = Defence(args.pack)
+    defence = LgapDefence(args.pack, args.lgapctl) if args.defence == "lgap" else Defence(args.pack)
     images, labels, names = cifar.load("test")
     idx = np.linspace(0, len(images) - 1, args.n).round().astype(int)
     out = Path(args.out)
@@ -87,12 +132,23 @@ def main():
         x = torch.from_numpy(images[b]).permute(0, 3, 1, 2).float() / 255
         y = torch.from_numpy(labels[b])
         adv = (x + (torch.rand(x.shape, generator=gen) * 2 - 1) * args.eps).clamp(0, 1)
-        for step in range(args.steps):
-            caps = defence.captions(adv)
+        first = 0
+        state_path = out / "state.pt"
+        if state_path.exists():
+            state = torch.load(state_path)
+            if state["bstart"] == bstart:
+                adv, first = state["adv"], state["step"]
+                gen.set_state(state["gen"])
+        for step in range(first, args.steps):
+            seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=gen)) for _ in range(args.eot)]
+            if isinstance(defence, LgapDefence):
+                samples = defence.purify_samples(adv, seeds)
+            else:
+                caps = defence.captions(adv)
+                samples = [defence.purify(adv, caps, seed=s) for s in seeds]
             grad = torch.zeros_like(adv)
             correct = 0
-            for e in range(args.eot):
-                purified = defence.purify(adv, caps, seed=int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+            for purified in samples:
                 purified.requires_grad_(True)
                 logits = defence.net(purified)
                 loss = F.cross_entropy(logits, y)
@@ -100,6 +156,8 @@ def main():
                 grad += g  # BPDA: the purifier's Jacobian taken as the identity
                 correct += int((logits.argmax(1) == y).sum())
             adv = (adv + args.step * grad.sign()).clamp(x - args.eps, x + args.eps).clamp(0, 1).detach()
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save({"bstart": bstart, "step": step + 1, "adv": adv, "gen": gen.get_state()}, state_path)
             print(f"batch {bstart // args.batch} step {step + 1}/{args.steps}: defended acc over EOT "
                   f"{correct / (args.eot * len(b)):.3f} ({time.time() - t0:.0f} s)", flush=True)
         q = (adv * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -123,8 +181,8 @@ def main():
         pred = defence.net(torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255).argmax(1)
     report = dict(attack="BPDA+EOT PGD-Linf", eps=args.eps, step=args.step, steps=args.steps, eot=args.eot, n=len(idx),
                   undefended_adv_accuracy=float((pred == torch.tensor(ys)).float().mean()),
-                  reference_defended_accuracy_last_step=progress["defended_correct"] / max(progress["seen"], 1),
-                  purification=defence.manifest["purification"], seconds=time.time() - t0)
+                  defended_accuracy_last_step_eot=progress["defended_correct"] / max(progress["seen"], 1),
+                  purification=defence.manifest["purification"], defence=args.defence, seconds=time.time() - t0)
     (out / "attack.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
 

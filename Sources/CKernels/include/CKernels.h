@@ -55,11 +55,11 @@ void lgap_add_channel_bias(float *x, const float *bias, ptrdiff_t channels, ptrd
 int lgap_direct_conv_available(void);
 /// Weights [cout, cin, kh, kw] → [ceil(cout/8)][cin][kh][kw][8] (zero-padded channels).
 void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out);
-/// Floats the zero-padded input copy needs (each channel plane plus 64 floats of slack).
+/// Floats the zero-padded input copy needs (the channel planes back to back, then 64 floats of slack).
 ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph,
                                        ptrdiff_t pw);
 /// x: [cin, h, w] → xp: zero-padded planes of (h+2ph) rows (rows share padding columns where the
-/// kernel allows: see direct_conv.c), each followed by 64 zeros.
+/// kernel allows: see direct_conv.c), back to back and followed by 64 zeros.
 void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw,
                           float *xp);
 /// Output channel blocks block0..block1 (8 channels each) of one image: out [cout, ho, wo] (+ bias).
