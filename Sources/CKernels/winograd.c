@@ -22,9 +22,9 @@
 // U = G g G^T with G = [[1,0,0], [½,½,½], [½,−½,½], [0,0,1]]. Vectorised over input channels (a
 // bare conv2d call transforms its weights every time, so this has to be cheap next to the GEMMs).
 LGAP_CLONES
-void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, float *u) {
+void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t ko0, ptrdiff_t ko1, float *u) {
     const ptrdiff_t plane = cout * cin;
-    for (ptrdiff_t ko = 0; ko < cout; ko++) {
+    for (ptrdiff_t ko = ko0; ko < ko1; ko++) {
         const float *restrict wk = w + ko * cin * 9;
         float *restrict uk = u + ko * cin;
 #pragma clang loop vectorize(assume_safety)

@@ -16,7 +16,13 @@ public final class WinogradWeights: @unchecked Sendable {
         (cout, cin) = (w.shape[0], w.shape[1])
         let u = Tensor(uninitialized: [16, cout, cin])
         let (co, ci) = (cout, cin)
-        w.withData { src in u.withFreshData { dst in lgap_winograd_weights(src, co, ci, dst) } }
+        // Split over the workers by output channel (a bare conv2d call transforms every time).
+        w.withData { src in u.withFreshData { dst in
+            let (ps, pd) = (SendablePointer(src), SendablePointer(dst))
+            parallelRanges(co, grain: max(1, 65536 / max(ci, 1))) { r in
+                lgap_winograd_weights(ps.pointer, co, ci, r.lowerBound, r.upperBound, pd.pointer)
+            }
+        } }
         // Pack the 16 matrices on the workers (a bare conv2d call does this every time).
         let slots = UnsafeMutableBufferPointer<PackedWeights?>.allocate(capacity: 16)
         slots.initialize(repeating: nil)

@@ -73,7 +73,8 @@ void lgap_tune_allocator(void);
 
 /// Winograd F(2×2, 3×3) convolution (3×3 kernels, stride 1; see winograd.c).
 /// Weights [cout, cin, 3, 3] → U [16][cout][cin] (the ξ-th [cout, cin] matrix is GEMM operand A).
-void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, float *u);
+/// Transforms output channels ko0..<ko1 (callers split the channels over threads).
+void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t ko0, ptrdiff_t ko1, float *u);
 /// Floats of scratch one lgap_winograd_conv call needs for `rows` tile rows.
 ptrdiff_t lgap_winograd_scratch_size(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t wo, ptrdiff_t rows);
 /// Tile rows row0..row0+rows of a batch (tile row r = image r / ⌈ho/2⌉, output rows 2·(r mod ⌈ho/2⌉) + 0, 1):
