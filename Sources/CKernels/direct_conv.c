@@ -86,8 +86,8 @@ static inline void tile_8x32(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptr
     _mm512_storeu_ps(acc_out + 7 * 32, c70); _mm512_storeu_ps(acc_out + 7 * 32 + 16, c71);
 }
 
-// The 8 × 16 tile for a grid's last positions when at most 16 remain (small planes: an 8×8 image's
-// 80-position grid is two 32-tiles and one 16-tile instead of three 32-tiles).
+// The 8 × 16 tile for a grid's last positions when at most 16 remain (small planes: an 8×8 map's
+// 72-position grid is two 32-tiles and one 16-tile instead of three 32-tiles).
 __attribute__((target("avx512f"), always_inline))
 static inline void tile_8x16(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
                              const float *wk, float *acc_out) {

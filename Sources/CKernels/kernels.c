@@ -116,8 +116,7 @@ LGAP_CLONES void lgap_softmax_rows(const float *x, float *out, ptrdiff_t rows, p
         float *row = out + r * cols;
         // Out of place: copy the row first (it stays in L1) and work in place, which vectorises.
         if (row != x + r * cols) memcpy(row, x + r * cols, (size_t)cols * sizeof(float));
-        const float *in = row;
-        float m = row_max(in, cols);
+        float m = row_max(row, cols);
         if (m == -INFINITY) {
             memset(row, 0, (size_t)cols * sizeof(float));
             continue;
@@ -126,14 +125,14 @@ LGAP_CLONES void lgap_softmax_rows(const float *x, float *out, ptrdiff_t rows, p
         ptrdiff_t j = 0;
         for (; j + LANES <= cols; j += LANES)
             for (int l = 0; l < LANES; l++) {
-                float e = exp_approx(in[j + l] - m);
+                float e = exp_approx(row[j + l] - m);
                 row[j + l] = e;
                 s[l] += e;
             }
         float sum = 0.0f;
         for (int l = 0; l < LANES; l++) sum += s[l];
         for (; j < cols; j++) {
-            float e = exp_approx(in[j] - m);
+            float e = exp_approx(row[j] - m);
             row[j] = e;
             sum += e;
         }
@@ -142,6 +141,9 @@ LGAP_CLONES void lgap_softmax_rows(const float *x, float *out, ptrdiff_t rows, p
     }
 }
 
+// Mean and 1/sqrt(var + eps) of n floats, two passes (mean, then squared deviations) with 16 float
+// lanes each, combined in double: vectorised, and accurate to float rounding for groups of
+// millions of values (a one-pass E[x²] − E[x]² would cancel badly for offset data).
 static inline double lane_sum(const float *x, ptrdiff_t n, float shift, int squares) {
     // Float lanes within blocks of 4096 values, blocks summed in double, so rounding error stays
     // at block scale however long the group is.

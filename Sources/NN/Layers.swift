@@ -55,8 +55,8 @@ public struct Conv2d: Sendable {
                                              stride: (stride, stride), padding: (padding, padding))
         winograd = algorithm == .winograd ? WinogradWeights(convWeight: weight) : nil
         direct = algorithm == .direct ? DirectConvWeights(convWeight: weight, stride: stride) : nil
-        // (A plain 1×1 convolution is one GEMM per image on the unpacked weights: see conv2d.)
-        let pointwise = weight.shape[2] == 1 && weight.shape[3] == 1 && stride == 1 && padding == 0
+        let pointwise = ConvAlgorithm.isPointwise(kernel: (weight.shape[2], weight.shape[3]), stride: (stride, stride),
+                                                  padding: (padding, padding))
         packed = BLAS.backend == .engine && winograd == nil && direct == nil && !pointwise ? PackedWeights(convWeight: weight) : nil
     }
 
@@ -79,7 +79,6 @@ public struct Conv2d: Sendable {
         return Conv2d(weight: folded.weight, bias: folded.bias, stride: stride, padding: padding)
     }
 }
-
 
 /// nn.GroupNorm over [N, C, *].
 public struct GroupNorm: Sendable {

@@ -137,8 +137,8 @@ public final class JobStore: Sendable {
     /// (false: it was already finished, so its result must not be published again).
     public func finish(_ results: [(id: String, outcome: JobOutcome)], run: Int64) throws -> [Bool] {
         try pool.write { db in
-            try results.map { id, o in
-                let topK = o.topK
+            let now = Date().timeIntervalSince1970
+            return try results.map { id, o in
                 let timings = String(decoding: (try? JSONSerialization.data(withJSONObject: o.timings, options: [.sortedKeys])) ?? Data("{}".utf8), as: UTF8.self)
                 let tokens = o.captionTokens.map { "[" + $0.map(String.init).joined(separator: ",") + "]" }
                 try db.execute(sql: """
@@ -146,9 +146,9 @@ public final class JobStore: Sendable {
                         guidance = ?, eta = ?, ensemble = ?, seed = ?, caption = ?, caption_tokens = ?, caption_score = ?, purified_sha256 = ?,
                         purified = ?, pred_label = ?, pred_index = ?, confidence = ?, top_k = ?, consistency = ?, timings = ?
                     WHERE id = ? AND status IN ('accepted', 'processing')
-                    """, arguments: [o.status, o.reason, o.error, Date().timeIntervalSince1970, run, o.stages.joined(separator: ","), o.strength,
+                    """, arguments: [o.status, o.reason, o.error, now, run, o.stages.joined(separator: ","), o.strength,
                                      o.steps, o.guidance, o.eta, o.ensemble, o.seed, o.caption, tokens, o.captionScore, o.purifiedSHA256,
-                                     o.purifiedPNG.map { Data($0) }, o.predLabel, o.predIndex, o.confidence, topK, o.consistency, timings, id])
+                                     o.purifiedPNG.map { Data($0) }, o.predLabel, o.predIndex, o.confidence, o.topK, o.consistency, timings, id])
                 return db.changesCount > 0
             }
         }

@@ -1,4 +1,5 @@
-// 2-D convolution as im2col + GEMM (a direct GEMM for 1×1), and batch-norm folding.
+// 2-D convolution: which algorithm a layer takes (ConvAlgorithm), im2col + GEMM (a direct GEMM for
+// 1×1), and batch-norm folding.
 import CKernels
 import Dispatch
 import Foundation
@@ -31,6 +32,12 @@ public enum ConvAlgorithm: String, Sendable {
         // deep layers, the pack's UNet) and the direct kernel below (CIFAR ResNets, 64-channel layers).
         if winogradOK && cin > 64 && cout > 64 { return .winograd }
         return directOK ? .direct : .gemm
+    }
+
+    /// A plain 1×1 convolution (stride 1, no padding): one GEMM per image on the unpacked weights
+    /// (packing them per call is cheap next to the product), so its GEMM path needs no packed weights.
+    public static func isPointwise(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int)) -> Bool {
+        kernel == (1, 1) && stride == (1, 1) && padding == (0, 0)
     }
 }
 
@@ -67,10 +74,8 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     }
     let out = Tensor(uninitialized: [n, cout, ho, wo])
     let kdim = cin * kh * kw, plane = ho * wo
-    let direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0
-    // 1×1 convolutions are plain GEMMs on the image (packing the weights per call is cheap next to
-    // the product; the im2col-packing GEMM only adds index arithmetic there).
-    if BLAS.backend == .engine && !direct {
+    let pointwise = ConvAlgorithm.isPointwise(kernel: (kh, kw), stride: stride, padding: padding)
+    if BLAS.backend == .engine && !pointwise {
         convPacked(x, weight: weight, bias: bias, out: out, stride: stride, padding: padding, packed: packed)
         return out
     }
@@ -78,7 +83,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     // Batches spread images over the workers (one single-threaded GEMM each); a single image lets the
     // GEMM split itself.
     let workers = n >= 2 ? min(Engine.threads, n) : 1
-    let colSize = direct ? 0 : kdim * bandRows * wo
+    let colSize = pointwise ? 0 : kdim * bandRows * wo
     let cols = Tensor(uninitialized: [max(1, workers * colSize)])
     x.withData { xp in weight.withData { wp in out.withFreshData { op in cols.withFreshData { colp in
         withOptionalData(bias) { bp in
@@ -90,7 +95,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
                 for img in (worker * perImage)..<min(n, (worker + 1) * perImage) {
                     let xi = UnsafePointer(px.pointer + img * cin * h * w)
                     let oi = po.pointer + img * cout * plane
-                    if direct {
+                    if pointwise {
                         BLAS.sgemm(m: cout, n: plane, k: cin, a: wptr, lda: cin, b: xi, ldb: plane, c: oi, ldc: plane,
                                    parallel: workers == 1)
                     } else {

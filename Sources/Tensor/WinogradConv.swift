@@ -16,24 +16,20 @@ public final class WinogradWeights: @unchecked Sendable {
         (cout, cin) = (w.shape[0], w.shape[1])
         let u = Tensor(uninitialized: [16, cout, cin])
         let (co, ci) = (cout, cin)
-        // Split over the workers by output channel (a bare conv2d call transforms every time).
-        w.withData { src in u.withFreshData { dst in
-            let (ps, pd) = (SendablePointer(src), SendablePointer(dst))
-            parallelRanges(co, grain: max(1, 65536 / max(ci, 1))) { r in
-                lgap_winograd_weights(ps.pointer, co, ci, r.lowerBound, r.upperBound, pd.pointer)
-            }
-        } }
-        // Pack the 16 matrices on the workers (a bare conv2d call does this every time).
+        // Transform (split by output channel) and pack the 16 matrices on the workers: a bare conv2d
+        // call does both every time.
         let slots = UnsafeMutableBufferPointer<PackedWeights?>.allocate(capacity: 16)
         slots.initialize(repeating: nil)
         defer { slots.deinitialize(); slots.deallocate() }
-        let (ps, sb) = (SendablePointer(slots.baseAddress!), u)
-        sb.withData { p in
-            let src = SendablePointer(p)
-            parallelRanges(16, grain: co * ci >= 65536 ? 1 : 16) { r in
-                for xi in r { ps.pointer[xi] = PackedWeights(matrixA: UnsafePointer(src.pointer + xi * co * ci), rows: co, cols: ci) }
+        w.withData { src in u.withFreshData { dst in
+            let (ps, pd, out) = (SendablePointer(src), SendablePointer(dst), SendablePointer(slots.baseAddress!))
+            parallelRanges(co, grain: max(1, 65536 / max(ci, 1))) { r in
+                lgap_winograd_weights(ps.pointer, co, ci, r.lowerBound, r.upperBound, pd.pointer)
             }
-        }
+            parallelRanges(16, grain: co * ci >= 65536 ? 1 : 16) { r in
+                for xi in r { out.pointer[xi] = PackedWeights(matrixA: UnsafePointer(pd.pointer + xi * co * ci), rows: co, cols: ci) }
+            }
+        } }
         matrices = slots.map { $0! }
         handles = matrices.map { UnsafePointer($0.handle) }
     }

@@ -25,9 +25,9 @@ func repoRoot() -> String {
     return FileManager.default.currentDirectoryPath
 }
 
-/// Runs one case in this process and returns (median seconds, peak RSS KiB).
-/// Times one case in this process; with `check`, also writes the case's inputs and lgap's output there
-/// (safetensors) so the PyTorch side can run the same inputs and report the difference.
+/// Times one case in this process and returns (median seconds, peak RSS KiB); with `check`, also
+/// writes the case's inputs and lgap's output there (safetensors) so the PyTorch side can run the same
+/// inputs and report the difference.
 func runModelCase(_ name: String, cache: String, repeats: Int, check: String? = nil) throws -> (Double, Int) {
     let pack = repoRoot() + "/models/cifar10-mini"
     var state: UInt64 = 1

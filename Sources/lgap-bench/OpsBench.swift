@@ -43,7 +43,7 @@ func opCases() -> [OpCase] {
         cases.append(OpCase(name: name, op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
                             flops: flops) { _ = conv2d(xt, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad)) })
         // The same convolution as the models run it: an NN.Conv2d layer, whose weights are laid out once
-        // at load time for the direct kernel (narrow layers) or the packed GEMM (wide ones).
+        // at load time for the path ConvAlgorithm picks (direct kernel, Winograd or packed GEMM).
         let layer = Conv2d(weight: w, bias: b, stride: stride, padding: pad)
         cases.append(OpCase(name: name + " (layer)", op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
                             flops: flops) { _ = layer(xt) })

@@ -125,10 +125,9 @@ final class Daemon: @unchecked Sendable {
         for s in stages { s.start() }
     }
 
-    /// Writes outcomes to SQLite, then publishes them (a result is published only by the write that
-    /// finished the job, so restarts never publish it twice).
-    /// Records a micro-batch in one SQLite transaction, then publishes the results it finished (a
-    /// result is published only after its row is committed, and only once).
+    /// Records a micro-batch in one SQLite transaction, then publishes the results that write finished
+    /// (only after the row is committed, and only by the write that finished the job, so restarts
+    /// never publish a result twice).
     private func record(_ items: [JobItem]) -> [JobItem] {
         let finished: [Bool]
         do {

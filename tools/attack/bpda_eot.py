@@ -39,15 +39,23 @@ sys.path.insert(0, str(ROOT / "tools"))
 from lgaptools import cifar, classifiers, purify_ref  # noqa: E402
 
 
+def frozen_classifier(pack):
+    """The pack's classifier (normalisation included) with its parameters frozen: the attack's gradient source."""
+    model, cfg = classifiers.load_folder(Path(pack) / "classifier")
+    net = classifiers.Normalized(model, cfg["mean"], cfg["std"]).eval()
+    for q in net.parameters():
+        q.requires_grad_(False)
+    return net
+
+
 class Defence:
+    """The PyTorch reference run of the pack: transformers BLIP captions, purify_ref purification."""
+
     def __init__(self, pack):
         from transformers import BlipForConditionalGeneration, BlipProcessor
         pack = Path(pack)
         self.manifest = json.loads((pack / "pack.json").read_text())
-        model, cfg = classifiers.load_folder(pack / "classifier")
-        self.net = classifiers.Normalized(model, cfg["mean"], cfg["std"]).eval()
-        for q in self.net.parameters():
-            q.requires_grad_(False)
+        self.net = frozen_classifier(pack)
         self.processor = BlipProcessor.from_pretrained(pack / "captioner")
         self.captioner = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
         self.purifier = purify_ref.PixelPurifier(pack, model_size=tuple(self.manifest["image_size"]),
@@ -68,6 +76,11 @@ class Defence:
         return torch.cat([self.purifier.purify(xi.unsqueeze(0), c, d["strength"], d["steps"], d["guidance"], seed + i,
                                                ensemble=1, eta=d.get("eta", 0.0)) for i, (xi, c) in enumerate(zip(x, caps))])
 
+    def purify_samples(self, x, seeds):
+        """One purified batch per seed, all guided by the captions of x."""
+        caps = self.captions(x)
+        return [self.purify(x, caps, seed) for seed in seeds]
+
 
 class LgapDefence:
     """The deployed defence: `lgapctl purify` with the pack's defaults (its own captions) per EOT sample."""
@@ -76,11 +89,9 @@ class LgapDefence:
         self.pack = str(pack)
         self.lgapctl = lgapctl
         self.manifest = json.loads((Path(pack) / "pack.json").read_text())
-        model, cfg = classifiers.load_folder(Path(pack) / "classifier")
-        self.net = classifiers.Normalized(model, cfg["mean"], cfg["std"]).eval()
-        for q in self.net.parameters():
-            q.requires_grad_(False)
-        self.work = Path(tempfile.mkdtemp(prefix="lgap-bpda-"))
+        self.net = frozen_classifier(pack)
+        self._work = tempfile.TemporaryDirectory(prefix="lgap-bpda-")
+        self.work = Path(self._work.name)
 
     def purify_samples(self, x, seeds):
         """One purified batch per seed (each a [N, 3, H, W] tensor in [0, 1]), through lgapctl."""
@@ -141,14 +152,9 @@ def main():
                 gen.set_state(state["gen"])
         for step in range(first, args.steps):
             seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=gen)) for _ in range(args.eot)]
-            if isinstance(defence, LgapDefence):
-                samples = defence.purify_samples(adv, seeds)
-            else:
-                caps = defence.captions(adv)
-                samples = [defence.purify(adv, caps, seed=s) for s in seeds]
             grad = torch.zeros_like(adv)
             correct = 0
-            for purified in samples:
+            for purified in defence.purify_samples(adv, seeds):
                 purified.requires_grad_(True)
                 logits = defence.net(purified)
                 loss = F.cross_entropy(logits, y)
