@@ -111,21 +111,50 @@ static void kernel_avx512(ptrdiff_t kc, const float *a, const float *b, float *c
     store_avx512(c + 6 * ldc, c60, al, be, acc); store_avx512(c + 6 * ldc + 16, c61, al, be, acc);
     store_avx512(c + 7 * ldc, c70, al, be, acc); store_avx512(c + 7 * ldc + 16, c71, al, be, acc);
 }
+
+// The left half of kernel_avx512's tile (8×16) over the same 32-wide B panels: a column block whose
+// last panel holds at most 16 real columns (a batch-1 Winograd product has 16 tiles, ResNet-50's last
+// stage 16 pixels per image) would otherwise spend half of its multiplies on the panel's zero padding.
+// Each output is accumulated in the same order as in the full kernel, so results are bitwise equal.
+__attribute__((target("avx512f")))
+static void kernel_avx512_half(ptrdiff_t kc, const float *a, const float *b, float *c, ptrdiff_t ldc, float alpha_, float beta_) {
+    __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
+    for (ptrdiff_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), b0, c0);
+        c1 = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), b0, c1);
+        c2 = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), b0, c2);
+        c3 = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), b0, c3);
+        c4 = _mm512_fmadd_ps(_mm512_set1_ps(a[4]), b0, c4);
+        c5 = _mm512_fmadd_ps(_mm512_set1_ps(a[5]), b0, c5);
+        c6 = _mm512_fmadd_ps(_mm512_set1_ps(a[6]), b0, c6);
+        c7 = _mm512_fmadd_ps(_mm512_set1_ps(a[7]), b0, c7);
+        a += 8;
+        b += 32;
+    }
+    __m512 al = _mm512_set1_ps(alpha_), be = _mm512_set1_ps(beta_);
+    int acc = beta_ != 0.0f;
+    store_avx512(c + 0 * ldc, c0, al, be, acc); store_avx512(c + 1 * ldc, c1, al, be, acc);
+    store_avx512(c + 2 * ldc, c2, al, be, acc); store_avx512(c + 3 * ldc, c3, al, be, acc);
+    store_avx512(c + 4 * ldc, c4, al, be, acc); store_avx512(c + 5 * ldc, c5, al, be, acc);
+    store_avx512(c + 6 * ldc, c6, al, be, acc); store_avx512(c + 7 * ldc, c7, al, be, acc);
+}
 #endif
 
 typedef struct {
     int mr, nr, mc;
     kernel_fn kernel;
+    kernel_fn half;  // the tile's left nr/2 columns only (NULL: none)
     const char *name;
 } impl_t;
 
 static impl_t choose(void) {
 #if defined(__x86_64__)
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return (impl_t){8, 32, 128, kernel_avx512, "avx512"};
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return (impl_t){6, 16, 120, kernel_avx2, "avx2"};
+    if (__builtin_cpu_supports("avx512f")) return (impl_t){8, 32, 128, kernel_avx512, kernel_avx512_half, "avx512"};
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return (impl_t){6, 16, 120, kernel_avx2, NULL, "avx2"};
 #endif
-    return (impl_t){4, 8, 64, kernel_generic, "generic"};
+    return (impl_t){4, 8, 64, kernel_generic, NULL, "generic"};
 }
 
 static impl_t impl_cache;
@@ -232,10 +261,23 @@ static void pack_b_conv(const bsource_t *s, ptrdiff_t pc, ptrdiff_t kc, ptrdiff_
                     if (hi > lo) memcpy(o + lo, in + ix0 + lo, (size_t)(hi - lo) * sizeof(float));
                     for (ptrdiff_t t = hi; t < len; t++) o[t] = 0.0f;
                 } else {
-                    for (ptrdiff_t t = 0; t < len; t++) {
-                        ptrdiff_t ix = ix0 + t * s->sw;
-                        o[t] = (ix >= 0 && ix < s->w) ? in[ix] : 0.0f;
+                    // valid t: 0 <= ix0 + t·sw < w; the bounds-free middle run vectorises (stride 2:
+                    // ResNet-50's stem and downsampling layers spent a tenth of a batch-1 forward here).
+                    const ptrdiff_t sw = s->sw;
+                    ptrdiff_t lo = ix0 < 0 ? (-ix0 + sw - 1) / sw : 0;
+                    ptrdiff_t hi = ix0 < s->w ? (s->w - ix0 + sw - 1) / sw : 0;
+                    if (hi > len) hi = len;
+                    if (lo > hi) lo = hi;
+                    for (ptrdiff_t t = 0; t < lo; t++) o[t] = 0.0f;
+                    const float *restrict src = in + ix0 + lo * sw;
+                    float *restrict dst = o + lo;
+                    const ptrdiff_t run = hi - lo;
+                    if (sw == 2) {
+                        for (ptrdiff_t t = 0; t < run; t++) dst[t] = src[2 * t];
+                    } else {
+                        for (ptrdiff_t t = 0; t < run; t++) dst[t] = src[t * sw];
                     }
+                    for (ptrdiff_t t = hi; t < len; t++) o[t] = 0.0f;
                 }
             }
             for (ptrdiff_t j = wdt; j < nr; j++) d[j] = 0.0f;
@@ -342,7 +384,14 @@ void lgap_conv2d_batch(const float *weight, const lgap_packed *packed_weight, pt
 // wide panels of the whole M (or N) range, zero-padded; the slice starting at K row pc begins at
 // pc·padded, and within it the panel of rows (columns) from r begins at r·kc.
 
-lgap_packed *lgap_pack_a(int trans_a, ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda) {
+void lgap_packed_a_geometry(ptrdiff_t m, ptrdiff_t k, int *mr, ptrdiff_t *kb, ptrdiff_t *padded) {
+    impl_t im = get_impl();
+    *mr = im.mr;
+    *kb = kc_block(k);
+    *padded = round_up(m, im.mr);
+}
+
+lgap_packed *lgap_packed_a_empty(ptrdiff_t m, ptrdiff_t k) {
     impl_t im = get_impl();
     lgap_packed *p = calloc(1, sizeof(lgap_packed));
     if (!p) abort();
@@ -350,7 +399,21 @@ lgap_packed *lgap_pack_a(int trans_a, ptrdiff_t m, ptrdiff_t k, const float *a, 
     ptrdiff_t padded = round_up(m, im.mr);
     p->data = aligned((size_t)padded * (size_t)(k > 0 ? k : 1) * sizeof(float));
     if (!p->data) abort();
-    const ptrdiff_t kb = kc_block(k);
+    if (padded > m) {
+        // Zero the last panel of every K slice (its rows past m are padding).
+        const ptrdiff_t kb = kc_block(k), last = padded - im.mr;
+        for (ptrdiff_t pc = 0; pc < k; pc += kb) {
+            ptrdiff_t kc = k - pc < kb ? k - pc : kb;
+            memset(p->data + pc * padded + last * kc, 0, (size_t)(im.mr * kc) * sizeof(float));
+        }
+    }
+    return p;
+}
+
+lgap_packed *lgap_pack_a(int trans_a, ptrdiff_t m, ptrdiff_t k, const float *a, ptrdiff_t lda) {
+    impl_t im = get_impl();
+    lgap_packed *p = lgap_packed_a_empty(m, k);
+    const ptrdiff_t padded = round_up(m, im.mr), kb = kc_block(k);
     for (ptrdiff_t pc = 0; pc < k; pc += kb) {
         ptrdiff_t kc = k - pc < kb ? k - pc : kb;
         pack_a(trans_a, a, lda, 0, m, pc, kc, im.mr, p->data + pc * padded);
@@ -428,16 +491,19 @@ static void gemm_core(int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float 
                 else pack_a(trans_a, a, lda, ic, mc, pc, kc, mr, ap);
                 for (ptrdiff_t jr = 0; jr < nc; jr += nr) {
                     ptrdiff_t w = nc - jr < nr ? nc - jr : nr;
+                    const int narrow = im.half && w <= nr / 2;
+                    const kernel_fn kern = narrow ? im.half : im.kernel;
+                    const ptrdiff_t kw = narrow ? nr / 2 : nr;  // columns the kernel writes
                     for (ptrdiff_t ir = 0; ir < mc; ir += mr) {
                         ptrdiff_t h = mc - ir < mr ? mc - ir : mr;
                         float *cij = c + (ic + ir) * ldc + jc + jr;
-                        if (h == mr && w == nr) {
+                        if (h == mr && w == kw) {
                             // Full tile: the kernel scales and accumulates into C itself.
-                            im.kernel(kc, apanel + ir * kc, bpanel + jr * kc, cij, ldc, alpha, bet);
+                            kern(kc, apanel + ir * kc, bpanel + jr * kc, cij, ldc, alpha, bet);
                             continue;
                         }
                         // Edge tile: compute into a buffer, then combine the valid part.
-                        im.kernel(kc, apanel + ir * kc, bpanel + jr * kc, tile, nr, 1.0f, 0.0f);
+                        kern(kc, apanel + ir * kc, bpanel + jr * kc, tile, nr, 1.0f, 0.0f);
                         for (ptrdiff_t i = 0; i < h; i++) {
                             float *crow = cij + i * ldc;
                             const float *trow = tile + i * nr;

@@ -279,3 +279,42 @@ void lgap_tune_allocator(void) {
     mallopt(M_TRIM_THRESHOLD, 0x7fffffff);
 #endif
 }
+
+// Max pooling of one [h, w] plane into [ho, wo], PyTorch's semantics: padding never wins, a NaN in the
+// window propagates. Each output row starts from the first valid input row's window and folds in the
+// others; columns whose window is wholly inside the row run without bounds checks (and vectorise).
+LGAP_CLONES void lgap_maxpool2d_plane(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kernel, ptrdiff_t stride,
+                                      ptrdiff_t pad, ptrdiff_t ho, ptrdiff_t wo, float *out) {
+    ptrdiff_t lo = (pad + stride - 1) / stride;
+    ptrdiff_t hi = w + pad - kernel >= 0 ? (w + pad - kernel) / stride + 1 : 0;
+    if (lo > wo) lo = wo;
+    if (hi > wo) hi = wo;
+    if (hi < lo) hi = lo;
+    for (ptrdiff_t oy = 0; oy < ho; oy++) {
+        float *restrict row = out + oy * wo;
+        for (ptrdiff_t ox = 0; ox < wo; ox++) row[ox] = -INFINITY;
+        for (ptrdiff_t ky = 0; ky < kernel; ky++) {
+            ptrdiff_t iy = oy * stride - pad + ky;
+            if (iy < 0 || iy >= h) continue;
+            const float *restrict line = x + iy * w;
+            for (ptrdiff_t ox = 0; ox < wo; ox++) {
+                if (ox == lo) {
+                    // Interior: every tap in bounds.
+                    for (; ox < hi; ox++) {
+                        const float *restrict s = line + ox * stride - pad;
+                        float m = row[ox];
+                        for (ptrdiff_t kx = 0; kx < kernel; kx++) m = (s[kx] > m || s[kx] != s[kx]) ? s[kx] : m;
+                        row[ox] = m;
+                    }
+                    if (ox >= wo) break;
+                }
+                float m = row[ox];
+                for (ptrdiff_t kx = 0; kx < kernel; kx++) {
+                    ptrdiff_t ix = ox * stride - pad + kx;
+                    if (ix >= 0 && ix < w) m = (line[ix] > m || line[ix] != line[ix]) ? line[ix] : m;
+                }
+                row[ox] = m;
+            }
+        }
+    }
+}

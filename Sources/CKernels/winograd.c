@@ -8,7 +8,10 @@
 // Work is done in blocks of whole tile rows (one tile row = 2 output rows of one image): transform
 // the block's input patches into V, run the 16 GEMMs into M, transform M back into the output.
 // A block's V and M are sized by the caller to stay in cache; blocks are independent, so callers
-// split them across threads.
+// split them across threads. A block can also be cut by output channel (ko0..<ko1): when a batch has
+// too few tiles to give every thread a useful share (a batch-1 WideResNet's 8×8 layers: 16 tiles),
+// each thread transforms the same input and multiplies by its own rows of U, so U is read once
+// in all instead of once per thread and the GEMMs keep their full width.
 #include "CKernels.h"
 
 #include <string.h>
@@ -19,30 +22,38 @@
 #define LGAP_CLONES
 #endif
 
-// U = G g G^T with G = [[1,0,0], [½,½,½], [½,−½,½], [0,0,1]]. Vectorised over input channels (a
-// bare conv2d call transforms its weights every time, so this has to be cheap next to the GEMMs).
+// U = G g G^T with G = [[1,0,0], [½,½,½], [½,−½,½], [0,0,1]], written straight into the 16 packed
+// GEMM operands (lgap_packed_a_empty), for output channels ko0..<ko1: a bare conv2d call transforms
+// its weights every time, and packing a row-major U afterwards was another pass over 16× the weights.
+// Rows go in groups of the kernel's MR so each write fills MR consecutive floats of a panel.
 LGAP_CLONES
-void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t ko0, ptrdiff_t ko1, float *u) {
-    const ptrdiff_t plane = cout * cin;
-    for (ptrdiff_t ko = ko0; ko < ko1; ko++) {
-        const float *restrict wk = w + ko * cin * 9;
-        float *restrict uk = u + ko * cin;
-#pragma clang loop vectorize(assume_safety)
+void lgap_winograd_weights_packed(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t ko0, ptrdiff_t ko1,
+                                  float *const *u) {
+    int mr;
+    ptrdiff_t kb, padded;
+    lgap_packed_a_geometry(cout, cin, &mr, &kb, &padded);
+    for (ptrdiff_t g = ko0 - ko0 % mr; g < ko1; g += mr) {
         for (ptrdiff_t ci = 0; ci < cin; ci++) {
-            const float *g = wk + ci * 9;
-            float t[4][3];  // G g: rows a = 0..3 of the kernel's 3 columns
-            for (int j = 0; j < 3; j++) {
-                float g0 = g[j], g1 = g[3 + j], g2 = g[6 + j];
-                t[0][j] = g0;
-                t[1][j] = 0.5f * (g0 + g1 + g2);
-                t[2][j] = 0.5f * (g0 - g1 + g2);
-                t[3][j] = g2;
-            }
-            for (int a = 0; a < 4; a++) {
-                uk[(a * 4 + 0) * plane + ci] = t[a][0];
-                uk[(a * 4 + 1) * plane + ci] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
-                uk[(a * 4 + 2) * plane + ci] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
-                uk[(a * 4 + 3) * plane + ci] = t[a][2];
+            const ptrdiff_t pc = ci - ci % kb, kc = cin - pc < kb ? cin - pc : kb;
+            const ptrdiff_t at = pc * padded + g * kc + (ci - pc) * mr;
+            for (ptrdiff_t r = 0; r < mr; r++) {
+                const ptrdiff_t ko = g + r;
+                if (ko < ko0 || ko >= ko1) continue;
+                const float *g9 = w + (ko * cin + ci) * 9;
+                float t[4][3];
+                for (int j = 0; j < 3; j++) {
+                    float g0 = g9[j], g1 = g9[3 + j], g2 = g9[6 + j];
+                    t[0][j] = g0;
+                    t[1][j] = 0.5f * (g0 + g1 + g2);
+                    t[2][j] = 0.5f * (g0 - g1 + g2);
+                    t[3][j] = g2;
+                }
+                for (int a = 0; a < 4; a++) {
+                    u[a * 4 + 0][at + r] = t[a][0];
+                    u[a * 4 + 1][at + r] = 0.5f * (t[a][0] + t[a][1] + t[a][2]);
+                    u[a * 4 + 2][at + r] = 0.5f * (t[a][0] - t[a][1] + t[a][2]);
+                    u[a * 4 + 3][at + r] = t[a][2];
+                }
             }
         }
     }
@@ -98,15 +109,16 @@ static inline void input_transform(const float *x, ptrdiff_t cin, ptrdiff_t h, p
 }
 
 // out = A^T M A + bias with A^T = [[1,1,1,0], [0,1,−1,−1]]: down the columns, then along the rows.
-static inline void output_transform(const float *m, const float *bias, ptrdiff_t cout, ptrdiff_t ho, ptrdiff_t wo,
-                                    ptrdiff_t tiles_x, ptrdiff_t tiles_y, ptrdiff_t row0, ptrdiff_t rows,
-                                    float *out, float *obuf) {
-    const ptrdiff_t tb = rows * tiles_x, xs = cout * tb;
+// m holds output channels ko0..<ko1 only.
+static inline void output_transform(const float *m, const float *bias, ptrdiff_t cout, ptrdiff_t ko0, ptrdiff_t ko1,
+                                    ptrdiff_t ho, ptrdiff_t wo, ptrdiff_t tiles_x, ptrdiff_t tiles_y, ptrdiff_t row0,
+                                    ptrdiff_t rows, float *out, float *obuf) {
+    const ptrdiff_t tb = rows * tiles_x, xs = (ko1 - ko0) * tb;
     float *restrict o0 = obuf, *restrict o1 = obuf + 2 * tiles_x;
     for (ptrdiff_t rr = 0; rr < rows; rr++) {
         ptrdiff_t r = row0 + rr, img = r / tiles_y, ty = r % tiles_y;
-        for (ptrdiff_t ko = 0; ko < cout; ko++) {
-            const float *restrict mk = m + ko * tb + rr * tiles_x;
+        for (ptrdiff_t ko = ko0; ko < ko1; ko++) {
+            const float *restrict mk = m + (ko - ko0) * tb + rr * tiles_x;
             const float b = bias ? bias[ko] : 0.0f;
 #pragma clang loop vectorize(assume_safety)
             for (ptrdiff_t tx = 0; tx < tiles_x; tx++) {
@@ -131,13 +143,13 @@ static inline void output_transform(const float *m, const float *bias, ptrdiff_t
 LGAP_CLONES
 void lgap_winograd_conv(const lgap_packed *const *u, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h,
                         ptrdiff_t w, ptrdiff_t pad, ptrdiff_t ho, ptrdiff_t wo, const float *bias, ptrdiff_t row0,
-                        ptrdiff_t rows, float *scratch, float *out) {
-    const ptrdiff_t tiles_x = (wo + 1) / 2, tiles_y = (ho + 1) / 2, tb = rows * tiles_x;
+                        ptrdiff_t rows, ptrdiff_t ko0, ptrdiff_t ko1, float *scratch, float *out) {
+    const ptrdiff_t tiles_x = (wo + 1) / 2, tiles_y = (ho + 1) / 2, tb = rows * tiles_x, co = ko1 - ko0;
     float *v = scratch, *m = v + 16 * cin * tb;
-    float *buf = m + 16 * cout * tb, *obuf = buf + 4 * padded_width(tiles_x);
+    float *buf = m + 16 * co * tb, *obuf = buf + 4 * padded_width(tiles_x);
     input_transform(x, cin, h, w, pad, tiles_x, tiles_y, row0, rows, v, buf);
     for (int xi = 0; xi < 16; xi++)
-        lgap_sgemm_packed(u[xi], 0, NULL, 0, NULL, 0, v + xi * cin * tb, tb, 0, cout, 0, tb, cin, 1.0f, 0.0f,
-                          m + xi * cout * tb, tb);
-    output_transform(m, bias, cout, ho, wo, tiles_x, tiles_y, row0, rows, out, obuf);
+        lgap_sgemm_packed(u[xi], 0, NULL, 0, NULL, 0, v + xi * cin * tb, tb, ko0, co, 0, tb, cin, 1.0f, 0.0f,
+                          m + xi * co * tb, tb);
+    output_transform(m, bias, cout, ko0, ko1, ho, wo, tiles_x, tiles_y, row0, rows, out, obuf);
 }

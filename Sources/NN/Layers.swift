@@ -55,9 +55,7 @@ public struct Conv2d: Sendable {
                                              stride: (stride, stride), padding: (padding, padding))
         winograd = algorithm == .winograd ? WinogradWeights(convWeight: weight) : nil
         direct = algorithm == .direct ? DirectConvWeights(convWeight: weight, stride: stride) : nil
-        let pointwise = ConvAlgorithm.isPointwise(kernel: (weight.shape[2], weight.shape[3]), stride: (stride, stride),
-                                                  padding: (padding, padding))
-        packed = BLAS.backend == .engine && winograd == nil && direct == nil && !pointwise ? PackedWeights(convWeight: weight) : nil
+        packed = BLAS.backend == .engine && winograd == nil && direct == nil ? PackedWeights(convWeight: weight) : nil
     }
 
     /// x: [N, Cin, H, W] → [N, Cout, Ho, Wo]

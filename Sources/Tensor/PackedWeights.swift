@@ -25,6 +25,13 @@ public final class PackedWeights: @unchecked Sendable {
         cols = k
     }
 
+    /// An A operand [rows, cols] whose packed panels a producer writes itself (see lgap_packed_a_empty).
+    init(emptyA m: Int, cols k: Int) {
+        handle = lgap_packed_a_empty(m, k)
+        rows = m
+        cols = k
+    }
+
     /// A linear weight [out, in] as the GEMM's B operand Wᵀ [in, out].
     public init(linearWeight w: Tensor) {
         let n = w.shape[0], k = w.shape[1]

@@ -14,23 +14,19 @@ public final class WinogradWeights: @unchecked Sendable {
     public init(convWeight w: Tensor) {
         precondition(w.rank == 4 && w.shape[2] == 3 && w.shape[3] == 3, "Winograd F(2×2,3×3) needs a 3×3 kernel; got \(w.shape)")
         (cout, cin) = (w.shape[0], w.shape[1])
-        let u = Tensor(uninitialized: [16, cout, cin])
         let (co, ci) = (cout, cin)
-        // Transform (split by output channel) and pack the 16 matrices on the workers: a bare conv2d
-        // call does both every time.
-        let slots = UnsafeMutableBufferPointer<PackedWeights?>.allocate(capacity: 16)
-        slots.initialize(repeating: nil)
-        defer { slots.deinitialize(); slots.deallocate() }
-        w.withData { src in u.withFreshData { dst in
-            let (ps, pd, out) = (SendablePointer(src), SendablePointer(dst), SendablePointer(slots.baseAddress!))
-            parallelRanges(co, grain: max(1, 65536 / max(ci, 1))) { r in
-                lgap_winograd_weights(ps.pointer, co, ci, r.lowerBound, r.upperBound, pd.pointer)
-            }
-            parallelRanges(16, grain: co * ci >= 65536 ? 1 : 16) { r in
-                for xi in r { out.pointer[xi] = PackedWeights(matrixA: UnsafePointer(pd.pointer + xi * co * ci), rows: co, cols: ci) }
+        // Transformed straight into the packed layout, split by output channel (in whole MR-row
+        // panels) over the workers: a bare conv2d call does this every time.
+        matrices = (0..<16).map { _ in PackedWeights(emptyA: co, cols: ci) }
+        let targets: [UnsafeMutablePointer<Float>?] = matrices.map { $0.handle.pointee.data }
+        let mr = PackedWeights.tile.mr, groups = (co + mr - 1) / mr
+        w.withData { src in targets.withUnsafeBufferPointer { t in
+            let (ps, pt) = (SendablePointer(src), SendablePointer(UnsafeMutablePointer(mutating: t.baseAddress!)))
+            parallelRanges(groups, grain: max(1, 65536 / max(mr * ci, 1))) { r in
+                lgap_winograd_weights_packed(ps.pointer, co, ci, r.lowerBound * mr, min(co, r.upperBound * mr),
+                                             UnsafePointer(pt.pointer))
             }
         } }
-        matrices = slots.map { $0! }
         handles = matrices.map { UnsafePointer($0.handle) }
     }
 }
@@ -53,25 +49,34 @@ public func conv2dWinograd(_ x: Tensor, weights ww: WinogradWeights, bias: Tenso
     let out = Tensor(uninitialized: [n, cout, ho, wo])
     let tilesX = (wo + 1) / 2, tilesY = (ho + 1) / 2, tileRows = n * tilesY
     let targetTiles = max(tilesX, winogradBlockTiles(cin: cin, cout: cout))
-    let workers = min(Engine.threads, tileRows)
+    // Split the work by tile rows (each worker reads all of U), or, when the whole batch is a single
+    // block (a small batch of small maps), by output channel: then U is read once in all and every
+    // GEMM keeps the full tile width. Each output value is computed the same way either way.
+    let mr = PackedWeights.tile.mr
+    let byChannel = Engine.threads > 1 && tileRows * tilesX <= targetTiles && cout >= 2 * mr
+    let workers = byChannel ? min(Engine.threads, cout / mr) : min(Engine.threads, tileRows)
     // Block count: enough to keep blocks near the target size, rounded up to a multiple of the
     // workers so they finish together.
     let wanted = max(1, (tileRows * tilesX + targetTiles - 1) / targetTiles)
-    let rounded = (wanted + workers - 1) / workers * workers
+    let rounded = byChannel ? 1 : (wanted + workers - 1) / workers * workers
     let rowsPerBlock = max(1, (tileRows + rounded - 1) / rounded)
     let blocks = (tileRows + rowsPerBlock - 1) / rowsPerBlock
+    let channelsPer = byChannel ? (cout + workers * mr - 1) / (workers * mr) * mr : cout
     let scratchSize = lgap_winograd_scratch_size(cin, cout, wo, rowsPerBlock)
     let scratch = Tensor(uninitialized: [workers * scratchSize])
     x.withData { xp in out.withFreshData { op in scratch.withFreshData { sp in withOptionalData(bias) { bp in
         let (px, po, ps) = (SendablePointer(xp), SendablePointer(op), SendablePointer(sp))
         let pb = bp.map { SendablePointer($0) }
-        let per = (blocks + workers - 1) / workers
+        let per = byChannel ? blocks : (blocks + workers - 1) / workers
         let run: @Sendable (Int) -> Void = { wk in
+            let ko0 = byChannel ? min(cout, wk * channelsPer) : 0, ko1 = byChannel ? min(cout, ko0 + channelsPer) : cout
+            let first = byChannel ? 0 : wk * per
+            guard ko1 > ko0 else { return }
             ww.handles.withUnsafeBufferPointer { u in
-                for block in (wk * per)..<min(blocks, (wk + 1) * per) {
+                for block in first..<min(blocks, first + per) {
                     let row0 = block * rowsPerBlock, rows = min(rowsPerBlock, tileRows - row0)
                     lgap_winograd_conv(u.baseAddress, cout, px.pointer, cin, h, w, padding, ho, wo, pb.map { UnsafePointer($0.pointer) },
-                                       row0, rows, ps.pointer + wk * scratchSize, po.pointer)
+                                       row0, rows, ko0, ko1, ps.pointer + wk * scratchSize, po.pointer)
                 }
             }
         }

@@ -58,6 +58,21 @@ final class NaiveReferenceTests: XCTestCase {
         XCTAssert(c.ok, c.report)
     }
 
+    func testPrepackedPointwiseConvMatchesNaive() {
+        // 1×1 layers with packed weights: a batch-1 split by output channel (uneven, 300 rows), a
+        // batch-1 split by pixel (a part narrower than one panel), a batch, and the unpacked path.
+        for (i, (n, ci, h, w, co)) in [(1, 128, 7, 7, 300), (1, 32, 40, 41, 24), (3, 16, 5, 5, 12), (1, 8, 3, 3, 5)].enumerated() {
+            let x = random([n, ci, h, w], seed: UInt64(800 + i)), wt = random([co, ci, 1, 1], seed: UInt64(900 + i))
+            let b = random([co], seed: UInt64(1000 + i))
+            let ref = naiveConv(x, wt, b, stride: 1, pad: 0)
+            let packed = compare(conv2d(x, weight: wt, bias: b, packed: PackedWeights(convWeight: wt)), ref,
+                                 atol: 1e-4, rtol: 1e-4, name: "pointwise packed \(i)")
+            XCTAssert(packed.ok, packed.report)
+            let plain = compare(conv2d(x, weight: wt, bias: b), ref, atol: 1e-4, rtol: 1e-4, name: "pointwise \(i)")
+            XCTAssert(plain.ok, plain.report)
+        }
+    }
+
     func testDirectConvMatchesNaive() throws {
         var ran = 0
         for (i, (n, ci, h, w, co, k, p)) in [(2, 5, 13, 9, 7, 3, 1), (1, 16, 32, 32, 16, 3, 1), (3, 8, 8, 8, 20, 3, 1), (1, 3, 9, 11, 12, 5, 2),
@@ -97,6 +112,25 @@ final class NaiveReferenceTests: XCTestCase {
             let xi = Tensor(shape: [1, 48, 10, 14], data: Array(x.scalars[(i * 48 * 140)..<((i + 1) * 48 * 140)]))
             let single = conv2dWinograd(xi, weights: weights, bias: b, padding: 1).scalars
             XCTAssertEqual(single, Array(batch[(i * per)..<((i + 1) * per)]), "image \(i)")
+        }
+    }
+
+    func testMaxPoolMatchesNaive() {
+        // Windows cut by the padding on every side, a stride that leaves input unread, and ResNet-50's
+        // stem pool on enough planes to be split over the workers.
+        for (i, (n, c, h, w, k, s, p)) in [(2, 3, 9, 7, 3, 2, 1), (1, 2, 8, 8, 2, 2, 0), (1, 4, 5, 6, 3, 1, 1), (1, 1, 4, 9, 5, 3, 2),
+                                          (1, 64, 112, 112, 3, 2, 1)].enumerated() {
+            let x = random([n, c, h, w], seed: UInt64(700 + i))
+            let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1
+            let xs = x.scalars
+            var ref = [Float](repeating: -.infinity, count: n * c * ho * wo)
+            for plane in 0..<(n * c) { for y in 0..<ho { for xx in 0..<wo { for ky in 0..<k { for kx in 0..<k {
+                let iy = y * s - p + ky, ix = xx * s - p + kx
+                if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                    ref[(plane * ho + y) * wo + xx] = max(ref[(plane * ho + y) * wo + xx], xs[(plane * h + iy) * w + ix])
+                }
+            } } } } }
+            XCTAssertEqual(maxPool2d(x, kernel: k, stride: s, padding: p).scalars, ref, "max pool \(i)")
         }
     }
 

@@ -44,6 +44,9 @@ void lgap_im2col(const float *x, ptrdiff_t c, ptrdiff_t h, ptrdiff_t w, ptrdiff_
 void lgap_axpy(float a, const float *x, float *y, ptrdiff_t n);
 /// out[i] = x[i] + y[i] (out may alias x or y).
 void lgap_add(const float *x, const float *y, float *out, ptrdiff_t n);
+/// Max pooling of one [h, w] plane into [ho, wo] (kernel × kernel window, stride, zero-cost padding).
+void lgap_maxpool2d_plane(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kernel, ptrdiff_t stride,
+                          ptrdiff_t pad, ptrdiff_t ho, ptrdiff_t wo, float *out);
 /// out[i] = x[i] * y[i] (out may alias x or y).
 void lgap_mul(const float *x, const float *y, float *out, ptrdiff_t n);
 /// x[r, j] += bias[j] for a [rows, cols] matrix.
@@ -72,16 +75,19 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
 void lgap_tune_allocator(void);
 
 /// Winograd F(2×2, 3×3) convolution (3×3 kernels, stride 1; see winograd.c).
-/// Weights [cout, cin, 3, 3] → U [16][cout][cin] (the ξ-th [cout, cin] matrix is GEMM operand A).
-/// Transforms output channels ko0..<ko1 (callers split the channels over threads).
-void lgap_winograd_weights(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t ko0, ptrdiff_t ko1, float *u);
+/// Weights [cout, cin, 3, 3] → the 16 transformed matrices U_ξ [cout, cin] (GEMM operand A), written
+/// into 16 packed operands from lgap_packed_a_empty(cout, cin) (their data pointers), output channels
+/// ko0..<ko1 only (callers split the channels over threads).
+void lgap_winograd_weights_packed(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t ko0, ptrdiff_t ko1,
+                                  float *const *u);
 /// Floats of scratch one lgap_winograd_conv call needs for `rows` tile rows.
 ptrdiff_t lgap_winograd_scratch_size(ptrdiff_t cin, ptrdiff_t cout, ptrdiff_t wo, ptrdiff_t rows);
 /// Tile rows row0..row0+rows of a batch (tile row r = image r / ⌈ho/2⌉, output rows 2·(r mod ⌈ho/2⌉) + 0, 1):
 /// x [n, cin, h, w] → out [n, cout, ho, wo] (+ bias), u: the 16 packed U_ξ, ho = h + 2·pad − 2.
+/// Writes output channels ko0..<ko1 only (ko0 a multiple of the GEMM's MR, see lgap_sgemm_tile).
 void lgap_winograd_conv(const lgap_packed *const *u, ptrdiff_t cout, const float *x, ptrdiff_t cin, ptrdiff_t h,
                         ptrdiff_t w, ptrdiff_t pad, ptrdiff_t ho, ptrdiff_t wo, const float *bias, ptrdiff_t row0,
-                        ptrdiff_t rows, float *scratch, float *out);
+                        ptrdiff_t rows, ptrdiff_t ko0, ptrdiff_t ko1, float *scratch, float *out);
 
 #ifdef __cplusplus
 }

@@ -24,6 +24,13 @@ lgap_packed *lgap_pack_a(int trans_a, ptrdiff_t m, ptrdiff_t k, const float *a, 
 lgap_packed *lgap_pack_b(int trans_b, ptrdiff_t k, ptrdiff_t n, const float *b, ptrdiff_t ldb);
 void lgap_packed_free(lgap_packed *p);
 
+/// An A operand [m×k] to be filled in place by a producer that writes the packed layout itself (the
+/// Winograd weight transform): padding rows are zero, the rest uninitialised. Element (i, p) lives at
+/// data[pc·padded + (i − i mod mr)·kc + (p − pc)·mr + i mod mr], with pc = p − p mod kb and
+/// kc = min(kb, k − pc); lgap_packed_a_geometry gives mr, kb and padded (rows rounded up to mr).
+lgap_packed *lgap_packed_a_empty(ptrdiff_t m, ptrdiff_t k);
+void lgap_packed_a_geometry(ptrdiff_t m, ptrdiff_t k, int *mr, ptrdiff_t *kb, ptrdiff_t *padded);
+
 /// GEMM with either operand prepacked (pass NULL to use the plain pointer instead): C[m×n] covers
 /// rows row0.. of A and columns col0.. of B (row0 a multiple of the kernel's MR when A is packed,
 /// col0 a multiple of its NR when B is packed: lgap_sgemm_tile() gives them).
