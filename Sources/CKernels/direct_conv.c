@@ -35,6 +35,17 @@ void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdif
                 }
 }
 
+void lgap_direct_conv_pack32(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out) {
+    ptrdiff_t blocks = (cout + 31) / 32, taps = kh * kw;
+    for (ptrdiff_t cb = 0; cb < blocks; cb++)
+        for (ptrdiff_t ci = 0; ci < cin; ci++)
+            for (ptrdiff_t t = 0; t < taps; t++)
+                for (ptrdiff_t i = 0; i < 32; i++) {
+                    ptrdiff_t co = cb * 32 + i;
+                    out[((cb * cin + ci) * taps + t) * 32 + i] = co < cout ? w[(co * cin + ci) * taps + t] : 0.0f;
+                }
+}
+
 // Padded row length. Rows share their padding columns: row y's right padding is row y+1's left
 // padding (a read past a row's end lands on the next row's leading zeros), so a row is w + pw long
 // instead of w + 2·pw — for an 8×8 CIFAR map that is 9 grid columns per 8 outputs, not 10. It needs
@@ -130,6 +141,55 @@ static void tile(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, 
 }
 #endif
 
+#if defined(__x86_64__)
+// Channel-vector tile for small maps: 8 consecutive output pixels of one row × 32 output channels
+// (16 zmm accumulators), each pixel's input broadcast against two 16-channel weight vectors. Unlike
+// the position-vector tile above it computes no padding columns (an 8×8 map's grid wastes 16 of 80
+// positions there). Sums run over (ci, ky, kx) in the same order as tile_8x32, so both kernels give
+// the same bits. acc_out: [8 pixels][32 channels].
+__attribute__((target("avx512f"), always_inline))
+static inline void tile_cv(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
+                           const float *wk, float *acc_out) {
+    __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+    __m512 a40 = a00, a41 = a00, a50 = a00, a51 = a00, a60 = a00, a61 = a00, a70 = a00, a71 = a00;
+    for (ptrdiff_t ci = 0; ci < cin; ci++) {
+        const float *base = xp + ci * plane;
+        for (ptrdiff_t ky = 0; ky < kh; ky++) {
+            const float *row = base + ky * wp;
+            for (ptrdiff_t kx = 0; kx < kw; kx++) {
+                const float *r = row + kx;
+                __m512 w0 = _mm512_loadu_ps(wk), w1 = _mm512_loadu_ps(wk + 16);
+                __m512 x;
+                x = _mm512_set1_ps(r[0]); a00 = _mm512_fmadd_ps(w0, x, a00); a01 = _mm512_fmadd_ps(w1, x, a01);
+                x = _mm512_set1_ps(r[1]); a10 = _mm512_fmadd_ps(w0, x, a10); a11 = _mm512_fmadd_ps(w1, x, a11);
+                x = _mm512_set1_ps(r[2]); a20 = _mm512_fmadd_ps(w0, x, a20); a21 = _mm512_fmadd_ps(w1, x, a21);
+                x = _mm512_set1_ps(r[3]); a30 = _mm512_fmadd_ps(w0, x, a30); a31 = _mm512_fmadd_ps(w1, x, a31);
+                x = _mm512_set1_ps(r[4]); a40 = _mm512_fmadd_ps(w0, x, a40); a41 = _mm512_fmadd_ps(w1, x, a41);
+                x = _mm512_set1_ps(r[5]); a50 = _mm512_fmadd_ps(w0, x, a50); a51 = _mm512_fmadd_ps(w1, x, a51);
+                x = _mm512_set1_ps(r[6]); a60 = _mm512_fmadd_ps(w0, x, a60); a61 = _mm512_fmadd_ps(w1, x, a61);
+                x = _mm512_set1_ps(r[7]); a70 = _mm512_fmadd_ps(w0, x, a70); a71 = _mm512_fmadd_ps(w1, x, a71);
+                wk += 32;
+            }
+        }
+    }
+    _mm512_storeu_ps(acc_out + 0 * 32, a00); _mm512_storeu_ps(acc_out + 0 * 32 + 16, a01);
+    _mm512_storeu_ps(acc_out + 1 * 32, a10); _mm512_storeu_ps(acc_out + 1 * 32 + 16, a11);
+    _mm512_storeu_ps(acc_out + 2 * 32, a20); _mm512_storeu_ps(acc_out + 2 * 32 + 16, a21);
+    _mm512_storeu_ps(acc_out + 3 * 32, a30); _mm512_storeu_ps(acc_out + 3 * 32 + 16, a31);
+    _mm512_storeu_ps(acc_out + 4 * 32, a40); _mm512_storeu_ps(acc_out + 4 * 32 + 16, a41);
+    _mm512_storeu_ps(acc_out + 5 * 32, a50); _mm512_storeu_ps(acc_out + 5 * 32 + 16, a51);
+    _mm512_storeu_ps(acc_out + 6 * 32, a60); _mm512_storeu_ps(acc_out + 6 * 32 + 16, a61);
+    _mm512_storeu_ps(acc_out + 7 * 32, a70); _mm512_storeu_ps(acc_out + 7 * 32 + 16, a71);
+}
+
+__attribute__((target("avx512f")))
+static void tile_cv_any(const float *xp, ptrdiff_t plane, ptrdiff_t wp, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw,
+                        const float *wk, float *acc_out) {
+    if (kh == 3 && kw == 3) tile_cv(xp, plane, wp, cin, 3, 3, wk, acc_out);
+    else tile_cv(xp, plane, wp, cin, kh, kw, wk, acc_out);
+}
+#endif
+
 void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw,
                           float *xp) {
     ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp;
@@ -184,6 +244,38 @@ void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrd
     }
 #else
     (void)xp; (void)wpk; (void)bias; (void)cout; (void)cin; (void)h; (void)w; (void)kh; (void)kw; (void)ph; (void)pw;
+    (void)block0; (void)block1; (void)out;
+    abort();
+#endif
+}
+
+void lgap_direct_conv_cv(const float *xp, const float *wpk32, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
+                         ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
+                         float *out) {
+#if defined(__x86_64__)
+    ptrdiff_t hp = h + 2 * ph, wp = padded_width(w, pw, kw), plane = hp * wp;
+    ptrdiff_t ho = hp - kh + 1, wo = w + 2 * pw - kw + 1;
+    float acc[8 * 32];
+    for (ptrdiff_t cb = block0; cb < block1; cb++) {
+        const float *wk = wpk32 + cb * cin * kh * kw * 32;
+        const ptrdiff_t channels = cout - cb * 32 < 32 ? cout - cb * 32 : 32;
+        for (ptrdiff_t oy = 0; oy < ho; oy++) {
+            for (ptrdiff_t ox0 = 0; ox0 < wo; ox0 += 8) {
+                // A row's last tile may run past wo: those pixels read the next row's (or plane's,
+                // or the 64-float slack's) values and are dropped.
+                tile_cv_any(xp + oy * wp + ox0, plane, wp, cin, kh, kw, wk, acc);
+                const ptrdiff_t n = wo - ox0 < 8 ? wo - ox0 : 8;
+                for (ptrdiff_t i = 0; i < channels; i++) {
+                    const ptrdiff_t co = cb * 32 + i;
+                    const float b = bias ? bias[co] : 0.0f;
+                    float *dst = out + (co * ho + oy) * wo + ox0;
+                    for (ptrdiff_t p = 0; p < n; p++) dst[p] = acc[p * 32 + i] + b;
+                }
+            }
+        }
+    }
+#else
+    (void)xp; (void)wpk32; (void)bias; (void)cout; (void)cin; (void)h; (void)w; (void)kh; (void)kw; (void)ph; (void)pw;
     (void)block0; (void)block1; (void)out;
     abort();
 #endif

@@ -54,6 +54,8 @@ public final class PackedWeights: @unchecked Sendable {
 /// A stride-1 convolution's weights laid out for the direct AVX-512 kernel ([cout/8][cin][kh][kw][8]).
 public final class DirectConvWeights: @unchecked Sendable {
     let data: Tensor
+    /// The same weights as [⌈cout/32⌉][cin][kh][kw][32] for the channel-vector kernel (cout ≥ 32).
+    let data32: Tensor?
     public let cout: Int, cin: Int, kh: Int, kw: Int
 
     /// nil when the CPU lacks AVX-512 or the layer is too wide for the direct kernel to win: measured
@@ -62,10 +64,22 @@ public final class DirectConvWeights: @unchecked Sendable {
     public init?(convWeight w: Tensor, stride: Int) {
         guard stride == 1, w.rank == 4, Self.fits(cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3]) else { return nil }
         (cout, cin, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
-        data = Tensor(uninitialized: [(cout + 7) / 8 * cin * kh * kw * 8])
         let (co, ci, h, ww) = (cout, cin, kh, kw)
-        w.withData { src in data.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, dst) } }
+        let d8 = Tensor(uninitialized: [(cout + 7) / 8 * cin * kh * kw * 8])
+        w.withData { src in d8.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, dst) } }
+        data = d8
+        if cout >= 32 {
+            let d32 = Tensor(uninitialized: [(cout + 31) / 32 * cin * kh * kw * 32])
+            w.withData { src in d32.withFreshData { dst in lgap_direct_conv_pack32(src, co, ci, h, ww, dst) } }
+            data32 = d32
+        } else {
+            data32 = nil
+        }
     }
+
+    /// Maps at most this wide take the channel-vector kernel (lgap_direct_conv_cv) when the layer has
+    /// 32 channels or more: CIFAR's 8×8 and 16×16 stages (measured in `lgap-bench ops`).
+    static let channelVectorMaxWidth = 16
 }
 
 extension DirectConvWeights {
@@ -85,10 +99,12 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
     let out = Tensor(uninitialized: [n, dw.cout, ho, wo])
     let padSize = lgap_direct_conv_padded_size(cin, h, w, dw.kh, dw.kw, ph, pw)
     let padded = Tensor(uninitialized: [n * padSize])
-    let blocks = (dw.cout + 7) / 8
+    let weights = wo <= DirectConvWeights.channelVectorMaxWidth ? dw.data32 : nil
+    let blockSize = weights == nil ? 8 : 32
+    let blocks = (dw.cout + blockSize - 1) / blockSize
     let splits = min(blocks, max(1, Engine.threads / max(n, 1) + (Engine.threads % max(n, 1) == 0 ? 0 : 1)))
     let jobs = n * splits
-    x.withData { xp in out.withFreshData { op in padded.withFreshData { pp in dw.data.withData { wp in withOptionalData(bias) { bp in
+    x.withData { xp in out.withFreshData { op in padded.withFreshData { pp in (weights ?? dw.data).withData { wp in withOptionalData(bias) { bp in
         let (px, po, pad, pwk) = (SendablePointer(xp), SendablePointer(op), SendablePointer(pp), SendablePointer(wp))
         let pb = bp.map { SendablePointer($0) }
         parallelRanges(n, grain: 1) { r in
@@ -99,8 +115,12 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
             let img = job / splits, part = job % splits
             let b0 = part * per, b1 = min(blocks, b0 + per)
             guard b0 < b1 else { return }
-            lgap_direct_conv(pad.pointer + img * padSize, pwk.pointer, pb.map { UnsafePointer($0.pointer) }, dw.cout, cin, h, w,
-                             dw.kh, dw.kw, ph, pw, b0, b1, po.pointer + img * dw.cout * ho * wo)
+            let (xi, oi, bi) = (pad.pointer + img * padSize, po.pointer + img * dw.cout * ho * wo, pb.map { UnsafePointer($0.pointer) })
+            if blockSize == 32 {
+                lgap_direct_conv_cv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
+            } else {
+                lgap_direct_conv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
+            }
         }
         let workers = min(Engine.threads, jobs)
         if workers <= 1 { for j in 0..<jobs { run(j) } } else {

@@ -76,7 +76,10 @@ final class NaiveReferenceTests: XCTestCase {
     func testDirectConvMatchesNaive() throws {
         var ran = 0
         for (i, (n, ci, h, w, co, k, p)) in [(2, 5, 13, 9, 7, 3, 1), (1, 16, 32, 32, 16, 3, 1), (3, 8, 8, 8, 20, 3, 1), (1, 3, 9, 11, 12, 5, 2),
-                                             (2, 4, 6, 7, 9, 1, 0), (1, 2, 5, 5, 3, 3, 0)].enumerated() {
+                                             (2, 4, 6, 7, 9, 1, 0), (1, 2, 5, 5, 3, 3, 0),
+                                             // ≥ 32 channels on small maps: the channel-vector kernel (a partial
+                                             // 32-channel block, a row of 8 + 3 pixels, a 5×5 kernel).
+                                             (2, 16, 8, 8, 40, 3, 1), (1, 8, 5, 11, 32, 3, 1), (1, 4, 9, 9, 33, 5, 2)].enumerated() {
             let x = random([n, ci, h, w], seed: UInt64(100 + i)), wt = random([co, ci, k, k], seed: UInt64(200 + i))
             let b = random([co], seed: UInt64(300 + i))
             guard let dw = DirectConvWeights(convWeight: wt, stride: 1) else { continue }

@@ -69,6 +69,12 @@ void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t 
 void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
                       ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
                       float *out);
+/// The channel-vector form for small maps (wo ≤ 16): weights from lgap_direct_conv_pack32
+/// ([⌈cout/32⌉][cin][kh][kw][32]), 32-channel blocks block0..<block1; same results as lgap_direct_conv.
+void lgap_direct_conv_pack32(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out);
+void lgap_direct_conv_cv(const float *xp, const float *wpk32, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
+                         ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
+                         float *out);
 
 /// Keeps blocks up to 32 MiB on glibc's heap and stops it returning freed memory to the kernel
 /// (see Tensor.swift); does nothing on other C libraries.
