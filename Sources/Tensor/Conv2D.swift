@@ -70,7 +70,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
             // costs about what Winograd saves on a few hundred output pixels.
             if n * ho * wo >= 512 { return conv2dWinograd(x, weights: WinogradWeights(convWeight: weight), bias: bias, padding: ph) }
         case .direct:
-            if let dw = DirectConvWeights(convWeight: weight, stride: sh) { return conv2dDirect(x, weights: dw, bias: bias, padding: padding) }
+            if let dw = DirectConvWeights(convWeight: weight, stride: sh, outputWidth: wo) { return conv2dDirect(x, weights: dw, bias: bias, padding: padding) }
         case .gemm:
             break
         }

@@ -51,24 +51,34 @@ public final class PackedWeights: @unchecked Sendable {
     }
 }
 
-/// A stride-1 convolution's weights laid out for the direct AVX-512 kernel ([cout/8][cin][kh][kw][8]).
+/// A stride-1 convolution's weights laid out for the direct AVX-512 kernels: [cout/8][cin][kh][kw][8]
+/// for the position-vector kernel, and for layers of 32 channels or more also [⌈cout/32⌉][cin][kh][kw][32]
+/// for the channel-vector kernel that small maps take.
 public final class DirectConvWeights: @unchecked Sendable {
-    let data: Tensor
-    /// The same weights as [⌈cout/32⌉][cin][kh][kw][32] for the channel-vector kernel (cout ≥ 32).
+    let data: Tensor?
     let data32: Tensor?
     public let cout: Int, cin: Int, kh: Int, kw: Int
 
     /// nil when the CPU lacks AVX-512 or the layer is too wide for the direct kernel to win: measured
     /// here, it beats the packed GEMM up to 128-channel 3×3 layers (ResNet-56 at batch 64: 0.106 s vs
-    /// 0.164 s) and loses from 160 channels on (WideResNet-28-10, ResNet-50).
-    public init?(convWeight w: Tensor, stride: Int) {
+    /// 0.164 s) and loses from 160 channels on (WideResNet-28-10, ResNet-50). `outputWidth`: lay out
+    /// only what a call with that output width uses (a bare conv2d call packs its weights every time);
+    /// a layer, which may see any width, gets both.
+    public init?(convWeight w: Tensor, stride: Int, outputWidth: Int? = nil) {
         guard stride == 1, w.rank == 4, Self.fits(cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3]) else { return nil }
         (cout, cin, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
         let (co, ci, h, ww) = (cout, cin, kh, kw)
-        let d8 = Tensor(uninitialized: [(cout + 7) / 8 * cin * kh * kw * 8])
-        w.withData { src in d8.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, dst) } }
-        data = d8
-        if cout >= 32 {
+        let vectorOK = cout >= 32
+        let want32 = vectorOK && outputWidth.map { $0 <= Self.channelVectorMaxWidth } ?? vectorOK
+        let want8 = outputWidth.map { !(vectorOK && $0 <= Self.channelVectorMaxWidth) } ?? true
+        if want8 {
+            let d8 = Tensor(uninitialized: [(cout + 7) / 8 * cin * kh * kw * 8])
+            w.withData { src in d8.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, dst) } }
+            data = d8
+        } else {
+            data = nil
+        }
+        if want32 {
             let d32 = Tensor(uninitialized: [(cout + 31) / 32 * cin * kh * kw * 32])
             w.withData { src in d32.withFreshData { dst in lgap_direct_conv_pack32(src, co, ci, h, ww, dst) } }
             data32 = d32
@@ -80,6 +90,13 @@ public final class DirectConvWeights: @unchecked Sendable {
     /// Maps at most this wide take the channel-vector kernel (lgap_direct_conv_cv) when the layer has
     /// 32 channels or more: CIFAR's 8×8 and 16×16 stages (measured in `lgap-bench ops`).
     static let channelVectorMaxWidth = 16
+
+    /// The layout a call with this output width runs on, and its channel block (32 or 8).
+    func layout(outputWidth wo: Int) -> (weights: Tensor, block: Int) {
+        if wo <= Self.channelVectorMaxWidth, let data32 { return (data32, 32) }
+        guard let data else { preconditionFailure("DirectConvWeights laid out for output width ≤ \(Self.channelVectorMaxWidth) only; got \(wo)") }
+        return (data, 8)
+    }
 }
 
 extension DirectConvWeights {
@@ -99,12 +116,11 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
     let out = Tensor(uninitialized: [n, dw.cout, ho, wo])
     let padSize = lgap_direct_conv_padded_size(cin, h, w, dw.kh, dw.kw, ph, pw)
     let padded = Tensor(uninitialized: [n * padSize])
-    let weights = wo <= DirectConvWeights.channelVectorMaxWidth ? dw.data32 : nil
-    let blockSize = weights == nil ? 8 : 32
+    let (weights, blockSize) = dw.layout(outputWidth: wo)
     let blocks = (dw.cout + blockSize - 1) / blockSize
     let splits = min(blocks, max(1, Engine.threads / max(n, 1) + (Engine.threads % max(n, 1) == 0 ? 0 : 1)))
     let jobs = n * splits
-    x.withData { xp in out.withFreshData { op in padded.withFreshData { pp in (weights ?? dw.data).withData { wp in withOptionalData(bias) { bp in
+    x.withData { xp in out.withFreshData { op in padded.withFreshData { pp in weights.withData { wp in withOptionalData(bias) { bp in
         let (px, po, pad, pwk) = (SendablePointer(xp), SendablePointer(op), SendablePointer(pp), SendablePointer(wp))
         let pb = bp.map { SendablePointer($0) }
         parallelRanges(n, grain: 1) { r in
