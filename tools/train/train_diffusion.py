@@ -22,6 +22,7 @@ Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/{text_encode
 """
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -166,6 +167,15 @@ def export(unet, text, ema_unet, ema_text, pack):
     print(f"exported EMA weights to {pack} (text vocabulary compacted to {kept} tokens)")
 
 
+def learning_rate(args, step):
+    """Linear warm-up to --lr, then constant, or a cosine decay to --lr-final at --steps."""
+    warm = min(1.0, (step + 1) / args.warmup)
+    if args.lr_final is None:
+        return args.lr * warm
+    frac = min(1.0, max(0.0, (step - args.warmup) / max(1, args.steps - args.warmup)))
+    return warm * (args.lr_final + 0.5 * (args.lr - args.lr_final) * (1 + math.cos(math.pi * frac)))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", default="medium", choices=sorted(ARCHS))
@@ -183,14 +193,24 @@ def main():
     p.add_argument("--val-every", type=int, default=500)
     p.add_argument("--minutes", type=float, default=None, help="stop after this many minutes (pilots)")
     p.add_argument("--export", default=None, metavar="PACK", help="export EMA weights from the checkpoint and exit")
+    p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
+                   help="start a second stage from another run's checkpoint.pt (weights, EMA, optimizer state; same "
+                        "architecture), e.g. with a narrower timestep range (--low-max) and a decaying learning rate")
+    p.add_argument("--lr-final", type=float, default=None,
+                   help="cosine decay from --lr to this after warm-up, reached at --steps (which then becomes part "
+                        "of the configuration); default: constant")
     args = p.parse_args()
 
     threads = trainloop.setup_threads()
     config = dict(kind="diffusion", arch=args.arch, unet=unet_config(args.arch), text=TEXT, scheduler=SCHEDULER,
                   batch=args.batch, lr=args.lr, warmup=args.warmup, drop=args.drop, low_frac=args.low_frac,
                   low_max=args.low_max, ema=args.ema, seed=args.seed)
-    # --steps is not part of the configuration: the learning rate is constant after warm-up, so a run
-    # can be extended by resuming with a larger --steps.
+    # --steps is not part of the configuration while the learning rate is constant after warm-up, so a
+    # run can be extended by resuming with a larger --steps; a decaying one ends at --steps.
+    if args.lr_final is not None:
+        config.update(lr_final=args.lr_final, steps=args.steps)
+    if args.init_from:
+        config.update(init_from=str(Path(args.init_from).expanduser().resolve()))
     out = Path(args.out or cifar.cache_dir() / "train" / f"diffusion-{args.arch}")
     ckpt = trainloop.Checkpointer(out, config, every_s=args.ckpt_minutes * 60)
     trainloop.seed_everything(args.seed)
@@ -207,6 +227,17 @@ def main():
         opt.load_state_dict(state["opt"]); ema_u.load_state_dict(state["ema_unet"]); ema_t.load_state_dict(state["ema_text"])
         step = state["step"]
         print(f"resumed from {ckpt.path} at step {step}", flush=True)
+    elif args.init_from and not args.export:
+        src = Path(config["init_from"])
+        src_config = json.loads((src.parent / "config.json").read_text()) if (src.parent / "config.json").is_file() else {}
+        for key in ("unet", "text", "scheduler"):
+            if src_config.get(key) != config[key]:
+                raise SystemExit(f"--init-from {src}: its run has a different {key} configuration "
+                                 f"(or no config.json beside it); a second stage needs the same architecture")
+        init = torch.load(src, map_location="cpu")
+        unet.load_state_dict(init["unet"]); text.load_state_dict(init["text"])
+        opt.load_state_dict(init["opt"]); ema_u.load_state_dict(init["ema_unet"]); ema_t.load_state_dict(init["ema_text"])
+        print(f"second stage from {src} (its step {init['step']})", flush=True)
     if args.export:
         if not state:
             raise SystemExit(f"no checkpoint in {out} to export")
@@ -244,7 +275,7 @@ def main():
         noise = torch.randn_like(x0)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        lr = args.lr * min(1.0, (step + 1) / args.warmup)
+        lr = learning_rate(args, step)
         for group in opt.param_groups:
             group["lr"] = lr
         ctx = text(tok)[0]
@@ -253,7 +284,9 @@ def main():
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
-        ema_u.update(unet, step); ema_t.update(text, step)
+        # A second stage continues the first one's average (no EMA warm-up that would overwrite it).
+        ema_step = step + (10**6 if args.init_from else 0)
+        ema_u.update(unet, ema_step); ema_t.update(text, ema_step)
         step += 1
         losses.append(float(loss))
         metrics = {}
