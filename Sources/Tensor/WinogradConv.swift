@@ -50,10 +50,12 @@ public func conv2dWinograd(_ x: Tensor, weights ww: WinogradWeights, bias: Tenso
     let tilesX = (wo + 1) / 2, tilesY = (ho + 1) / 2, tileRows = n * tilesY
     let targetTiles = max(tilesX, winogradBlockTiles(cin: cin, cout: cout))
     // Split the work by tile rows (each worker reads all of U), or, when the whole batch is a single
-    // block (a small batch of small maps), by output channel: then U is read once in all and every
-    // GEMM keeps the full tile width. Each output value is computed the same way either way.
+    // block (a small batch of small maps) and U is larger than a core's L2 (2 MiB: 16·cin·cout floats),
+    // by output channel: then U is read once in all and every GEMM keeps the full tile width, at the
+    // cost of each worker transforming the whole input (which made the pack UNet's 128-channel layers
+    // at batch 2 slower: 30.5 → 32.5 ms). Each output value is computed the same way either way.
     let mr = PackedWeights.tile.mr
-    let byChannel = Engine.threads > 1 && tileRows * tilesX <= targetTiles && cout >= 2 * mr
+    let byChannel = Engine.threads > 1 && tileRows * tilesX <= targetTiles && cout >= 2 * mr && 16 * cin * cout * 4 > 2 << 20
     let workers = byChannel ? min(Engine.threads, cout / mr) : min(Engine.threads, tileRows)
     // Block count: enough to keep blocks near the target size, rounded up to a multiple of the
     // workers so they finish together.
