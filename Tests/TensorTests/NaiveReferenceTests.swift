@@ -95,7 +95,9 @@ final class NaiveReferenceTests: XCTestCase {
         // Odd output sizes (partial tiles), padding 0–2, batches, more channels than one GEMM K slice,
         // and an image large enough to be split into several tile-row blocks.
         for (i, (n, ci, h, w, co, p)) in [(2, 5, 13, 9, 7, 1), (3, 40, 8, 8, 33, 1), (1, 17, 7, 12, 9, 0), (2, 3, 5, 4, 6, 2),
-                                          (1, 260, 9, 7, 12, 1), (1, 200, 46, 46, 64, 1)].enumerated() {
+                                          (1, 260, 9, 7, 12, 1), (1, 200, 46, 46, 64, 1),
+                                          // U over 2 MiB on a small map: split by output channel (uneven parts).
+                                          (1, 192, 6, 7, 200, 1)].enumerated() {
             let x = random([n, ci, h, w], seed: UInt64(400 + i)), wt = random([co, ci, 3, 3], seed: UInt64(500 + i))
             let b = random([co], seed: UInt64(600 + i))
             let y = conv2dWinograd(x, weights: WinogradWeights(convWeight: wt), bias: b, padding: p)
@@ -134,6 +136,20 @@ final class NaiveReferenceTests: XCTestCase {
                 }
             } } } } }
             XCTAssertEqual(maxPool2d(x, kernel: k, stride: s, padding: p).scalars, ref, "max pool \(i)")
+        }
+    }
+
+    func testWinogradChannelSplitIsBitwiseTileSplit() {
+        // 200×192 weights (U ≈ 2.5 MiB): one 10×14 image is split over the workers by output channel,
+        // a batch of 5 (175 tiles) by tile rows; each image must come out with the same bits.
+        let x = random([5, 192, 10, 14], seed: 51), wt = random([200, 192, 3, 3], seed: 52), b = random([200], seed: 53)
+        let weights = WinogradWeights(convWeight: wt)
+        let batch = conv2dWinograd(x, weights: weights, bias: b, padding: 1).scalars
+        let per = batch.count / 5, plane = 192 * 140
+        for i in [0, 4] {
+            let xi = Tensor(shape: [1, 192, 10, 14], data: Array(x.scalars[(i * plane)..<((i + 1) * plane)]))
+            let single = conv2dWinograd(xi, weights: weights, bias: b, padding: 1).scalars
+            XCTAssertEqual(single, Array(batch[(i * per)..<((i + 1) * per)]), "image \(i)")
         }
     }
 
