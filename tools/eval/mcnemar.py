@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Paired comparison of caption guidance against the empty caption on the same images: from an
+evaluate.py report's raw JSON lines (<report>.<set>.empty.jsonl and <report>.<set>.lgap.jsonl), counts
+the images the generated caption turns right (fixes) and wrong (breaks) and gives the exact two-sided
+McNemar p-value (binomial test on the discordant pairs).
+
+Run: tools/eval/mcnemar.py /work/eval/s12/pgd-1000.md [--sets clean,pgd]
+"""
+import argparse
+import json
+import math
+from pathlib import Path
+
+
+def correct_by_file(path):
+    rows = {}
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            r = json.loads(line)
+            if r.get("status") == "done":
+                rows[r["file"]] = r.get("label") == Path(r["file"]).parent.name
+    return rows
+
+
+def exact_mcnemar(b, c):
+    n, k = b + c, min(b, c)
+    if n == 0:
+        return 1.0
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("report")
+    p.add_argument("--sets", default="clean,pgd")
+    args = p.parse_args()
+    for name in args.sets.split(","):
+        empty = correct_by_file(f"{args.report}.{name}.empty.jsonl")
+        lgap = correct_by_file(f"{args.report}.{name}.lgap.jsonl")
+        both = [f for f in empty if f in lgap]
+        fixes = sum(1 for f in both if lgap[f] and not empty[f])
+        breaks = sum(1 for f in both if empty[f] and not lgap[f])
+        print(f"{name}: {len(both)} paired images, caption fixes {fixes}, breaks {breaks}, "
+              f"exact McNemar p = {exact_mcnemar(fixes, breaks):.3g}")
+
+
+if __name__ == "__main__":
+    main()
