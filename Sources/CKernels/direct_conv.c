@@ -24,25 +24,15 @@ int lgap_direct_conv_available(void) {
 #endif
 }
 
-void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out) {
-    ptrdiff_t blocks = (cout + 7) / 8, taps = kh * kw;
+void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t block,
+                           float *out) {
+    ptrdiff_t blocks = (cout + block - 1) / block, taps = kh * kw;
     for (ptrdiff_t cb = 0; cb < blocks; cb++)
         for (ptrdiff_t ci = 0; ci < cin; ci++)
             for (ptrdiff_t t = 0; t < taps; t++)
-                for (ptrdiff_t i = 0; i < 8; i++) {
-                    ptrdiff_t co = cb * 8 + i;
-                    out[((cb * cin + ci) * taps + t) * 8 + i] = co < cout ? w[(co * cin + ci) * taps + t] : 0.0f;
-                }
-}
-
-void lgap_direct_conv_pack32(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out) {
-    ptrdiff_t blocks = (cout + 31) / 32, taps = kh * kw;
-    for (ptrdiff_t cb = 0; cb < blocks; cb++)
-        for (ptrdiff_t ci = 0; ci < cin; ci++)
-            for (ptrdiff_t t = 0; t < taps; t++)
-                for (ptrdiff_t i = 0; i < 32; i++) {
-                    ptrdiff_t co = cb * 32 + i;
-                    out[((cb * cin + ci) * taps + t) * 32 + i] = co < cout ? w[(co * cin + ci) * taps + t] : 0.0f;
+                for (ptrdiff_t i = 0; i < block; i++) {
+                    ptrdiff_t co = cb * block + i;
+                    out[((cb * cin + ci) * taps + t) * block + i] = co < cout ? w[(co * cin + ci) * taps + t] : 0.0f;
                 }
 }
 

@@ -281,10 +281,20 @@ void lgap_tune_allocator(void) {
 }
 
 // Max pooling of one [h, w] plane into [ho, wo], PyTorch's semantics: padding never wins, a NaN in the
-// window propagates. Each output row starts from the first valid input row's window and folds in the
-// others; columns whose window is wholly inside the row run without bounds checks (and vectorise).
+// window propagates. Each output row folds in its valid input rows one by one; columns whose window
+// lies wholly inside the row take a loop without bounds checks (which vectorises), the few at the
+// edges a checked one.
+static inline float pool_max(float m, float v) { return (v > m || v != v) ? v : m; }
+
+static inline float edge_window_max(const float *line, ptrdiff_t i0, ptrdiff_t kernel, ptrdiff_t w, float m) {
+    for (ptrdiff_t kx = 0; kx < kernel; kx++)
+        if (i0 + kx >= 0 && i0 + kx < w) m = pool_max(m, line[i0 + kx]);
+    return m;
+}
+
 LGAP_CLONES void lgap_maxpool2d_plane(const float *x, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kernel, ptrdiff_t stride,
                                       ptrdiff_t pad, ptrdiff_t ho, ptrdiff_t wo, float *out) {
+    // Interior columns: ox·stride − pad ≥ 0 and ox·stride − pad + kernel ≤ w.
     ptrdiff_t lo = (pad + stride - 1) / stride;
     ptrdiff_t hi = w + pad - kernel >= 0 ? (w + pad - kernel) / stride + 1 : 0;
     if (lo > wo) lo = wo;
@@ -297,24 +307,14 @@ LGAP_CLONES void lgap_maxpool2d_plane(const float *x, ptrdiff_t h, ptrdiff_t w, 
             ptrdiff_t iy = oy * stride - pad + ky;
             if (iy < 0 || iy >= h) continue;
             const float *restrict line = x + iy * w;
-            for (ptrdiff_t ox = 0; ox < wo; ox++) {
-                if (ox == lo) {
-                    // Interior: every tap in bounds.
-                    for (; ox < hi; ox++) {
-                        const float *restrict s = line + ox * stride - pad;
-                        float m = row[ox];
-                        for (ptrdiff_t kx = 0; kx < kernel; kx++) m = (s[kx] > m || s[kx] != s[kx]) ? s[kx] : m;
-                        row[ox] = m;
-                    }
-                    if (ox >= wo) break;
-                }
+            for (ptrdiff_t ox = 0; ox < lo; ox++) row[ox] = edge_window_max(line, ox * stride - pad, kernel, w, row[ox]);
+            for (ptrdiff_t ox = lo; ox < hi; ox++) {
+                const float *restrict s = line + ox * stride - pad;
                 float m = row[ox];
-                for (ptrdiff_t kx = 0; kx < kernel; kx++) {
-                    ptrdiff_t ix = ox * stride - pad + kx;
-                    if (ix >= 0 && ix < w) m = (line[ix] > m || line[ix] != line[ix]) ? line[ix] : m;
-                }
+                for (ptrdiff_t kx = 0; kx < kernel; kx++) m = pool_max(m, s[kx]);
                 row[ox] = m;
             }
+            for (ptrdiff_t ox = hi; ox < wo; ox++) row[ox] = edge_window_max(line, ox * stride - pad, kernel, w, row[ox]);
         }
     }
 }

@@ -151,19 +151,9 @@ func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride:
             let oi = po.pointer + img * cout * plane
             lgap_conv2d_image(pw.pointer, packed?.handle, cout, px.pointer + img * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
                               padding.0, padding.1, ho, wo, c0, c1 - c0, oi)
-            if let pb {
-                if c0 == 0 && c1 == plane { lgap_add_channel_bias(oi, pb.pointer, cout, plane) } else {
-                    for c in 0..<cout { let b = pb.pointer[c]; for i in c0..<c1 { oi[c * plane + i] += b } }
-                }
-            }
+            if let pb { addChannelBias(oi, pb.pointer, channels: 0..<cout, columns: c0..<c1, plane: plane) }
         }
-        let workers = min(Engine.threads, jobs)
-        if workers <= 1 { for j in 0..<jobs { run(j) } } else {
-            let per = (jobs + workers - 1) / workers
-            DispatchQueue.concurrentPerform(iterations: workers) { wk in
-                for j in (wk * per)..<min(jobs, (wk + 1) * per) { run(j) }
-            }
-        }
+        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
     } } } }
 }
 
@@ -193,20 +183,21 @@ func pointwisePacked(_ x: Tensor, packed: PackedWeights, bias: Tensor?, out: Ten
             let xi = px.pointer + img * cin * plane, oi = po.pointer + img * cout * plane
             lgap_sgemm_packed(packed.handle, 0, nil, 0, nil, 0, xi + c0, plane, r0, r1 - r0, 0, c1 - c0, cin,
                               1, 0, oi + r0 * plane + c0, plane)
-            if let pb {
-                if c0 == 0 && c1 == plane { lgap_add_channel_bias(oi + r0 * plane, pb.pointer + r0, r1 - r0, plane) } else {
-                    for c in r0..<r1 { let b = pb.pointer[c]; for i in c0..<c1 { oi[c * plane + i] += b } }
-                }
-            }
+            if let pb { addChannelBias(oi, pb.pointer, channels: r0..<r1, columns: c0..<c1, plane: plane) }
         }
-        let workers = min(Engine.threads, jobs)
-        if workers <= 1 { for j in 0..<jobs { run(j) } } else {
-            let per = (jobs + workers - 1) / workers
-            DispatchQueue.concurrentPerform(iterations: workers) { wk in
-                for j in (wk * per)..<min(jobs, (wk + 1) * per) { run(j) }
-            }
-        }
+        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
     } } }
+}
+
+/// out[c, i] += bias[c] over a block of one image's [channels, plane] output: the vectorised kernel
+/// for whole rows, a plain loop for a column range (a worker's share of a single image).
+func addChannelBias(_ out: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, channels: Range<Int>,
+                    columns: Range<Int>, plane: Int) {
+    if columns == 0..<plane {
+        lgap_add_channel_bias(out + channels.lowerBound * plane, bias + channels.lowerBound, channels.count, plane)
+        return
+    }
+    for c in channels { let b = bias[c]; for i in columns { out[c * plane + i] += b } }
 }
 
 /// Small images in a batch: each worker runs one GEMM over its share of the images (columns =

@@ -67,34 +67,26 @@ public final class DirectConvWeights: @unchecked Sendable {
     public init?(convWeight w: Tensor, stride: Int, outputWidth: Int? = nil) {
         guard stride == 1, w.rank == 4, Self.fits(cout: w.shape[0], cin: w.shape[1], kh: w.shape[2], kw: w.shape[3]) else { return nil }
         (cout, cin, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
-        let (co, ci, h, ww) = (cout, cin, kh, kw)
-        let vectorOK = cout >= 32
-        let want32 = vectorOK && outputWidth.map { $0 <= Self.channelVectorMaxWidth } ?? vectorOK
-        let want8 = outputWidth.map { !(vectorOK && $0 <= Self.channelVectorMaxWidth) } ?? true
-        if want8 {
-            let d8 = Tensor(uninitialized: [(cout + 7) / 8 * cin * kh * kw * 8])
-            w.withData { src in d8.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, dst) } }
-            data = d8
-        } else {
-            data = nil
-        }
-        if want32 {
-            let d32 = Tensor(uninitialized: [(cout + 31) / 32 * cin * kh * kw * 32])
-            w.withData { src in d32.withFreshData { dst in lgap_direct_conv_pack32(src, co, ci, h, ww, dst) } }
-            data32 = d32
-        } else {
-            data32 = nil
-        }
+        let vector = outputWidth.map { Self.takesChannelVector(cout: w.shape[0], outputWidth: $0) }
+        data = vector == true ? nil : Self.pack(w, block: 8)
+        data32 = w.shape[0] >= 32 && vector != false ? Self.pack(w, block: 32) : nil
     }
 
-    /// Maps at most this wide take the channel-vector kernel (lgap_direct_conv_cv) when the layer has
-    /// 32 channels or more: CIFAR's 8×8 and 16×16 stages (measured in `lgap-bench ops`).
-    static let channelVectorMaxWidth = 16
+    /// Whether a call takes the channel-vector kernel (lgap_direct_conv_cv): layers of 32 channels or
+    /// more on maps at most 16 wide, CIFAR's 8×8 and 16×16 stages (measured in `lgap-bench ops`).
+    static func takesChannelVector(cout: Int, outputWidth: Int) -> Bool { cout >= 32 && outputWidth <= 16 }
+
+    private static func pack(_ w: Tensor, block: Int) -> Tensor {
+        let (co, ci, h, ww) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let out = Tensor(uninitialized: [(co + block - 1) / block * ci * h * ww * block])
+        w.withData { src in out.withFreshData { dst in lgap_direct_conv_pack(src, co, ci, h, ww, block, dst) } }
+        return out
+    }
 
     /// The layout a call with this output width runs on, and its channel block (32 or 8).
     func layout(outputWidth wo: Int) -> (weights: Tensor, block: Int) {
-        if wo <= Self.channelVectorMaxWidth, let data32 { return (data32, 32) }
-        guard let data else { preconditionFailure("DirectConvWeights laid out for output width ≤ \(Self.channelVectorMaxWidth) only; got \(wo)") }
+        if Self.takesChannelVector(cout: cout, outputWidth: wo), let data32 { return (data32, 32) }
+        guard let data else { preconditionFailure("DirectConvWeights laid out for the channel-vector kernel only; output width \(wo)") }
         return (data, 8)
     }
 }
@@ -138,13 +130,7 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
                 lgap_direct_conv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
             }
         }
-        let workers = min(Engine.threads, jobs)
-        if workers <= 1 { for j in 0..<jobs { run(j) } } else {
-            let perWorker = (jobs + workers - 1) / workers
-            DispatchQueue.concurrentPerform(iterations: workers) { wk in
-                for j in (wk * perWorker)..<min(jobs, (wk + 1) * perWorker) { run(j) }
-            }
-        }
+        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
     } } } } }
     return out
 }

@@ -99,8 +99,10 @@ class EMA:
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
     @torch.no_grad()
-    def update(self, module, step):
-        d = min(self.decay, (1 + step) / (10 + step))
+    def update(self, module, step=None):
+        # Early in a run the decay ramps up with the step so the average is not stuck at the random
+        # initialisation; step None (a run that starts from trained weights) uses the full decay.
+        d = self.decay if step is None else min(self.decay, (1 + step) / (10 + step))
         for k, v in module.state_dict().items():
             if v.dtype.is_floating_point:
                 self.shadow[k].mul_(d).add_(v.detach(), alpha=1 - d)

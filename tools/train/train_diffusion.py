@@ -285,7 +285,7 @@ def main():
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         # A second stage continues the first one's average (no EMA warm-up that would overwrite it).
-        ema_step = step + (10**6 if args.init_from else 0)
+        ema_step = None if args.init_from else step
         ema_u.update(unet, ema_step); ema_t.update(text, ema_step)
         step += 1
         losses.append(float(loss))

@@ -56,8 +56,10 @@ void lgap_add_channel_bias(float *x, const float *bias, ptrdiff_t channels, ptrd
 
 /// Direct stride-1 convolution (AVX-512 only: check lgap_direct_conv_available()).
 int lgap_direct_conv_available(void);
-/// Weights [cout, cin, kh, kw] → [ceil(cout/8)][cin][kh][kw][8] (zero-padded channels).
-void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out);
+/// Weights [cout, cin, kh, kw] → [⌈cout/block⌉][cin][kh][kw][block] (zero-padded channels): block 8 for
+/// lgap_direct_conv, 32 for lgap_direct_conv_cv.
+void lgap_direct_conv_pack(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t block,
+                           float *out);
 /// Floats the zero-padded input copy needs (the channel planes back to back, then 64 floats of slack).
 ptrdiff_t lgap_direct_conv_padded_size(ptrdiff_t cin, ptrdiff_t h, ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph,
                                        ptrdiff_t pw);
@@ -69,9 +71,8 @@ void lgap_direct_conv_pad(const float *x, ptrdiff_t cin, ptrdiff_t h, ptrdiff_t 
 void lgap_direct_conv(const float *xp, const float *wpk, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
                       ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
                       float *out);
-/// The channel-vector form for small maps (wo ≤ 16): weights from lgap_direct_conv_pack32
-/// ([⌈cout/32⌉][cin][kh][kw][32]), 32-channel blocks block0..<block1; same results as lgap_direct_conv.
-void lgap_direct_conv_pack32(const float *w, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t kh, ptrdiff_t kw, float *out);
+/// The channel-vector form for small maps (wo ≤ 16): weights packed with block 32, 32-channel blocks
+/// block0..<block1; same results as lgap_direct_conv.
 void lgap_direct_conv_cv(const float *xp, const float *wpk32, const float *bias, ptrdiff_t cout, ptrdiff_t cin, ptrdiff_t h,
                          ptrdiff_t w, ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t ph, ptrdiff_t pw, ptrdiff_t block0, ptrdiff_t block1,
                          float *out);
