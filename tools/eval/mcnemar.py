@@ -5,6 +5,8 @@ the images the generated caption turns right (fixes) and wrong (breaks) and give
 McNemar p-value (binomial test on the discordant pairs).
 
 Run: tools/eval/mcnemar.py /work/eval/s12/pgd-1000.md [--sets clean,pgd]
+     [--lgap-report /work/eval/s13/pgd-1000-g3.md]  (the lgap side from another report, e.g. one run with
+     `--extra "--guidance 3"`; the empty side stays the first report's)
 """
 import argparse
 import json
@@ -33,10 +35,11 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("report")
     p.add_argument("--sets", default="clean,pgd")
+    p.add_argument("--lgap-report", default=None, help="report whose lgap rows to compare (default: the same)")
     args = p.parse_args()
     for name in args.sets.split(","):
         empty = correct_by_file(f"{args.report}.{name}.empty.jsonl")
-        lgap = correct_by_file(f"{args.report}.{name}.lgap.jsonl")
+        lgap = correct_by_file(f"{args.lgap_report or args.report}.{name}.lgap.jsonl")
         both = [f for f in empty if f in lgap]
         fixes = sum(1 for f in both if lgap[f] and not empty[f])
         breaks = sum(1 for f in both if empty[f] and not lgap[f])

@@ -5,6 +5,12 @@
 - `Checkpointer`: writes model/optimizer/EMA/RNG state atomically every `every_s` seconds and refuses to
   resume a checkpoint whose configuration differs from the run's (the config is hashed into it).
 - `Progress`: one line per report with step, loss, images/s and ETA.
+- `device(name)`: the torch device a run trains on ("cpu" here; "cuda" on a lent GPU machine, with TF32
+  and bf16 autocast: the tools run unchanged there, only faster).
+- `Budget`: a learning-rate schedule's progress by step, or by wall-clock minutes for runs on a borrowed
+  machine whose speed is known only once it runs (the cosine then ends when the time does).
+- `write_slim(...)`: the EMA weights alone, in fp16, as a checkpoint `--export` accepts: what comes back
+  from a GPU machine whose output size is limited.
 """
 import hashlib
 import json
@@ -29,6 +35,86 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def device(name="cpu"):
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    return dev
+
+
+def autocast(dev):
+    """bf16 autocast on a GPU (its tensor cores); a no-op context on the CPU, where training stays fp32."""
+    return torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+
+def load_file(path):
+    """torch.load of our own checkpoints (they hold RNG states, which torch >= 2.6 refuses by default)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except TypeError:  # torch 1.13 has no weights_only
+        return torch.load(path, map_location="cpu")
+
+
+class Budget:
+    """Where a run is in its schedule, 0..1: by step (steps), or by wall-clock time when minutes is set."""
+
+    def __init__(self, steps, minutes=None):
+        self.steps, self.seconds = steps, (minutes * 60 if minutes else None)
+        self.t0 = time.time()
+
+    def fraction(self, step):
+        if self.seconds is not None:
+            return min(1.0, (time.time() - self.t0) / self.seconds)
+        return min(1.0, step / self.steps)
+
+    def done(self, step):
+        return self.fraction(step) >= 1.0 if self.seconds is not None else step >= self.steps
+
+
+def add_run_arguments(parser):
+    """The options every training tool shares for where and how long it runs."""
+    parser.add_argument("--schedule-minutes", type=float, default=None,
+                        help="run the learning-rate cosine over this much wall-clock time instead of --steps, and "
+                             "stop then (runs on a borrowed GPU machine, whose speed is known only once it runs)")
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda on a GPU machine (bf16 autocast)")
+    parser.add_argument("--slim", default=None, metavar="FILE", help="after training, write the EMA weights "
+                        "alone (fp16) to FILE, a checkpoint --export accepts")
+
+
+def check_resumable(state, args, path):
+    """Refuses to resume what cannot be: a slim checkpoint (weights only), or a run timed by the wall
+    clock (its cosine restarts with the process, so a resumed run would replay it from the top)."""
+    if state and state.get("slim"):
+        raise SystemExit(f"{path} holds exported weights only (--slim); it cannot be resumed")
+    if state and args.schedule_minutes:
+        raise SystemExit(f"{path}: a --schedule-minutes run cannot be resumed; start it over in another --out")
+
+
+def write_slim(path, checkpoint, keys):
+    """Copies `keys` (EMA state dicts) of a checkpoint file into `path` in fp16, with the configuration hash
+    and step that Checkpointer.load() checks, so `--export` runs on it unchanged. No RNG state: numpy's
+    pickles do not load across numpy 1/2, and an export needs none."""
+    state = load_file(checkpoint)
+    slim = {k: state[k] for k in ("config_hash", "step", "saved_at")}
+    for key in keys:
+        slim[key] = {n: (v.half() if v.is_floating_point() else v) for n, v in state[key].items()}
+    slim["slim"] = True
+    torch.save(slim, path)
+
+
+def repo_relative(path):
+    """A path as it goes into a hashed configuration: relative to the repository when inside it, so the
+    same run is recognised in another checkout (a GPU machine's copy of the tree)."""
+    path = Path(path).expanduser().resolve()
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        return str(path.relative_to(repo))
+    except ValueError:
+        return str(path)
+
+
 def config_hash(config):
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -48,14 +134,15 @@ class Checkpointer:
         """Returns the saved state dict, or None for a fresh run. Refuses a checkpoint from another config."""
         if not self.path.is_file():
             return None
-        state = torch.load(self.path, map_location="cpu")
+        state = load_file(self.path)
         if state.get("config_hash") != self.hash:
             raise SystemExit(f"{self.path} was written by a different configuration "
                              f"({state.get('config_hash')} != {self.hash}); "
                              f"use another --out or delete the checkpoint to start over")
-        torch.set_rng_state(state["torch_rng"])
-        np.random.set_state(state["numpy_rng"])
-        random.setstate(state["python_rng"])
+        if "torch_rng" in state:  # a slim checkpoint (export only) carries no RNG state
+            torch.set_rng_state(state["torch_rng"])
+            np.random.set_state(state["numpy_rng"])
+            random.setstate(state["python_rng"])
         return state
 
     def due(self):
@@ -98,6 +185,10 @@ class EMA:
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
+    def to(self, dev):
+        self.shadow = {k: v.to(dev) for k, v in self.shadow.items()}
+        return self
+
     @torch.no_grad()
     def update(self, module, step=None):
         # Early in a run the decay ramps up with the step so the average is not stuck at the random
@@ -113,4 +204,5 @@ class EMA:
         return self.shadow
 
     def load_state_dict(self, state):
-        self.shadow = {k: v.clone() for k, v in state.items()}
+        # Keeps each tensor's dtype and device: a slim (fp16) checkpoint's EMA is widened here.
+        self.shadow = {k: v.to(self.shadow[k], copy=True) if k in self.shadow else v.clone() for k, v in state.items()}

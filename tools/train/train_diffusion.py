@@ -18,6 +18,8 @@ Run (through the launcher that sets up threads and tcmalloc):
     tools/train/run.sh tools/train/train_diffusion.py --arch medium --steps 6000
 Export the EMA weights into the pack:
     tools/train/run.sh tools/train/train_diffusion.py --arch medium --export models/cifar10-mini
+On a lent GPU machine (--device cuda, bf16 autocast, a cosine timed by --schedule-minutes): the run that
+made the shipped denoiser is in tools/train/on_gpu.sh.
 Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/{text_encoder,tokenizer,unet,scheduler}.
 """
 import argparse
@@ -96,10 +98,11 @@ def to_model_range(uint8_batch):
 
 
 @torch.no_grad()
-def validate(unet, text, x0, ids, alphas_cumprod, seed=1234):
+def validate(unet, text, x0, ids, alphas_cumprod, seed=1234, dev=torch.device("cpu")):
     unet.eval(); text.eval()
     g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(x0.shape, generator=g)
+    noise = torch.randn(x0.shape, generator=g).to(dev)
+    x0, ids, alphas_cumprod = x0.to(dev), ids.to(dev), alphas_cumprod.to(dev)
     out = {}
     ctx = torch.cat([text(ids[i:i + 250])[0] for i in range(0, len(ids), 250)])
     for t in (50, 100, 200, 300):
@@ -167,12 +170,16 @@ def export(unet, text, ema_unet, ema_text, pack):
     print(f"exported EMA weights to {pack} (text vocabulary compacted to {kept} tokens)")
 
 
-def learning_rate(args, step):
-    """Linear warm-up to --lr, then constant, or a cosine decay to --lr-final at --steps."""
+def learning_rate(args, step, budget):
+    """Linear warm-up to --lr, then constant, or a cosine decay to --lr-final at --steps (or at the end of
+    --schedule-minutes)."""
     warm = min(1.0, (step + 1) / args.warmup)
     if args.lr_final is None:
         return args.lr * warm
-    frac = min(1.0, max(0.0, (step - args.warmup) / max(1, args.steps - args.warmup)))
+    if args.schedule_minutes:
+        frac = budget.fraction(step)
+    else:
+        frac = min(1.0, max(0.0, (step - args.warmup) / max(1, args.steps - args.warmup)))
     return warm * (args.lr_final + 0.5 * (args.lr - args.lr_final) * (1 + math.cos(math.pi * frac)))
 
 
@@ -199,9 +206,11 @@ def main():
     p.add_argument("--lr-final", type=float, default=None,
                    help="cosine decay from --lr to this after warm-up, reached at --steps (which then becomes part "
                         "of the configuration); default: constant")
+    trainloop.add_run_arguments(p)
     args = p.parse_args()
 
     threads = trainloop.setup_threads()
+    dev = trainloop.device(args.device)
     config = dict(kind="diffusion", arch=args.arch, unet=unet_config(args.arch), text=TEXT, scheduler=SCHEDULER,
                   batch=args.batch, lr=args.lr, warmup=args.warmup, drop=args.drop, low_frac=args.low_frac,
                   low_max=args.low_max, ema=args.ema, seed=args.seed)
@@ -210,39 +219,47 @@ def main():
     if args.lr_final is not None:
         config.update(lr_final=args.lr_final, steps=args.steps)
     if args.init_from:
-        config.update(init_from=str(Path(args.init_from).expanduser().resolve()))
+        config.update(init_from=trainloop.repo_relative(args.init_from))
+    if args.schedule_minutes:
+        if args.lr_final is None:
+            raise SystemExit("--schedule-minutes needs --lr-final (the cosine it times)")
+        config.update(schedule_minutes=args.schedule_minutes)
     out = Path(args.out or cifar.cache_dir() / "train" / f"diffusion-{args.arch}")
     ckpt = trainloop.Checkpointer(out, config, every_s=args.ckpt_minutes * 60)
     trainloop.seed_everything(args.seed)
     unet, text = build(config)
     print(f"unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f}M params, "
-          f"text encoder {sum(p.numel() for p in text.parameters()) / 1e6:.2f}M, torch threads {threads}", flush=True)
+          f"text encoder {sum(p.numel() for p in text.parameters()) / 1e6:.2f}M, torch threads {threads}, "
+          f"device {dev}", flush=True)
+    step = 0
+    state = ckpt.load()
+    if args.export:
+        if not state:
+            raise SystemExit(f"no checkpoint in {out} to export")
+        export(unet, text, {k: v.float() for k, v in state["ema_unet"].items()},
+               {k: v.float() for k, v in state["ema_text"].items()}, args.export)
+        return
+    trainloop.check_resumable(state, args, ckpt.path)
+    unet.to(dev); text.to(dev)
     params = list(unet.parameters()) + list(text.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.0)
     ema_u, ema_t = trainloop.EMA(unet, args.ema), trainloop.EMA(text, args.ema)
-    step = 0
-    state = ckpt.load()
     if state:
         unet.load_state_dict(state["unet"]); text.load_state_dict(state["text"])
         opt.load_state_dict(state["opt"]); ema_u.load_state_dict(state["ema_unet"]); ema_t.load_state_dict(state["ema_text"])
         step = state["step"]
         print(f"resumed from {ckpt.path} at step {step}", flush=True)
-    elif args.init_from and not args.export:
-        src = Path(config["init_from"])
+    elif args.init_from:
+        src = Path(args.init_from).expanduser().resolve()
         src_config = json.loads((src.parent / "config.json").read_text()) if (src.parent / "config.json").is_file() else {}
         for key in ("unet", "text", "scheduler"):
             if src_config.get(key) != config[key]:
                 raise SystemExit(f"--init-from {src}: its run has a different {key} configuration "
                                  f"(or no config.json beside it); a second stage needs the same architecture")
-        init = torch.load(src, map_location="cpu")
+        init = trainloop.load_file(src)
         unet.load_state_dict(init["unet"]); text.load_state_dict(init["text"])
         opt.load_state_dict(init["opt"]); ema_u.load_state_dict(init["ema_unet"]); ema_t.load_state_dict(init["ema_text"])
         print(f"second stage from {src} (its step {init['step']})", flush=True)
-    if args.export:
-        if not state:
-            raise SystemExit(f"no checkpoint in {out} to export")
-        export(unet, text, ema_u.state_dict(), ema_t.state_dict(), args.export)
-        return
 
     from transformers import CLIPTokenizer
     tok_dir = cifar.cache_dir() / "clip-tokenizer"
@@ -251,35 +268,38 @@ def main():
     images, labels, _ = cifar.load("train")
     tr, va = split_indices(len(images))
     ids = caption_ids(images, labels, tokenizer)
-    empty_ids = torch.tensor(tokenizer("", padding="max_length", max_length=77).input_ids)
+    empty_ids = torch.tensor(tokenizer("", padding="max_length", max_length=77).input_ids).to(dev)
     x_val, ids_val = to_model_range(images[va]), ids[va]
     betas = torch.linspace(SCHEDULER["beta_start"], SCHEDULER["beta_end"], 1000, dtype=torch.float64)
-    alphas_cumprod = torch.cumprod(1 - betas, 0).float()
+    alphas_cumprod = torch.cumprod(1 - betas, 0).float().to(dev)
 
     rng = np.random.default_rng(args.seed * 1000003 + step)
     progress = trainloop.Progress(args.steps, args.batch, step, out / "log.jsonl")
+    budget = trainloop.Budget(args.steps, args.schedule_minutes)
     t_end = time.time() + args.minutes * 60 if args.minutes else None
     losses = []
     unet.train(); text.train()
-    while step < args.steps:
+    while not budget.done(step):
         idx = rng.choice(tr, size=args.batch, replace=False)
         batch = images[idx]
         flip = rng.random(args.batch) < 0.5
         batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
-        x0 = to_model_range(np.ascontiguousarray(batch))
-        tok = ids[idx].clone()
-        tok[torch.from_numpy(rng.random(args.batch) < args.drop)] = empty_ids
+        x0 = to_model_range(np.ascontiguousarray(batch)).to(dev, non_blocking=True)
+        tok = ids[idx].to(dev)
+        tok[torch.from_numpy(rng.random(args.batch) < args.drop).to(dev)] = empty_ids
         low = rng.random(args.batch) < args.low_frac
         t = np.where(low, rng.integers(0, args.low_max, args.batch), rng.integers(0, 1000, args.batch))
-        t = torch.from_numpy(t)
+        t = torch.from_numpy(t).to(dev)
         noise = torch.randn_like(x0)
         a = alphas_cumprod[t].view(-1, 1, 1, 1)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        lr = learning_rate(args, step)
+        lr = learning_rate(args, step, budget)
         for group in opt.param_groups:
             group["lr"] = lr
-        ctx = text(tok)[0]
-        loss = F.mse_loss(unet(xt, t, encoder_hidden_states=ctx).sample, noise)
+        with trainloop.autocast(dev):
+            ctx = text(tok)[0]
+            pred = unet(xt, t, encoder_hidden_states=ctx).sample
+        loss = F.mse_loss(pred.float(), noise)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -288,23 +308,28 @@ def main():
         ema_step = None if args.init_from else step
         ema_u.update(unet, ema_step); ema_t.update(text, ema_step)
         step += 1
-        losses.append(float(loss))
+        losses.append(loss.detach())  # read every 25 steps, so a GPU runs ahead of the loop
+        last = budget.done(step)
         metrics = {}
-        if step % args.val_every == 0 or step == args.steps:
+        if step % args.val_every == 0 or last:
             saved_u, saved_t = unet.state_dict(), text.state_dict()
             saved_u = {k: v.clone() for k, v in saved_u.items()}; saved_t = {k: v.clone() for k, v in saved_t.items()}
             unet.load_state_dict(ema_u.state_dict()); text.load_state_dict(ema_t.state_dict())
-            metrics = validate(unet, text, x_val, ids_val, alphas_cumprod)
+            metrics = validate(unet, text, x_val, ids_val, alphas_cumprod, dev=dev)
             unet.load_state_dict(saved_u); text.load_state_dict(saved_t)
         if step % 25 == 0 or step <= 3 or metrics:
-            progress.report(step, loss=float(np.mean(losses[-25:])), lr=lr, **metrics)
+            progress.report(step, loss=float(torch.stack(losses[-25:]).mean()), lr=lr, **metrics)
+            losses = losses[-25:]
         stop = t_end is not None and time.time() > t_end
-        if ckpt.due() or step == args.steps or stop:
+        if ckpt.due() or last or stop:
             ckpt.save(unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
                       ema_unet=ema_u.state_dict(), ema_text=ema_t.state_dict(), step=step)
         if stop:
             print(f"stopping after {args.minutes} min at step {step}", flush=True)
             break
+    if args.slim:
+        trainloop.write_slim(args.slim, ckpt.path, ["ema_unet", "ema_text"])
+        print(f"wrote the EMA weights (fp16) to {args.slim}", flush=True)
 
 
 if __name__ == "__main__":
