@@ -2,7 +2,8 @@
 """Paired comparison of caption guidance against the empty caption on the same images: from an
 evaluate.py report's raw JSON lines (<report>.<set>.empty.jsonl and <report>.<set>.lgap.jsonl), counts
 the images the generated caption turns right (fixes) and wrong (breaks) and gives the exact two-sided
-McNemar p-value (binomial test on the discordant pairs).
+McNemar p-value (binomial test on the discordant pairs) and the 95% interval of the paired accuracy
+difference.
 
 Run: tools/eval/mcnemar.py /work/eval/s12/pgd-1000.md [--sets clean,pgd]
      [--lgap-report /work/eval/s13/pgd-1000-g3.md]  (the lgap side from another report, e.g. one run with
@@ -43,8 +44,13 @@ def main():
         both = [f for f in empty if f in lgap]
         fixes = sum(1 for f in both if lgap[f] and not empty[f])
         breaks = sum(1 for f in both if empty[f] and not lgap[f])
-        print(f"{name}: {len(both)} paired images, caption fixes {fixes}, breaks {breaks}, "
-              f"exact McNemar p = {exact_mcnemar(fixes, breaks):.3g}")
+        n = len(both)
+        diff = (fixes - breaks) / n
+        # Wald interval of a paired difference of proportions: var = (b + c - (b - c)^2 / n) / n^2.
+        half = 1.96 * math.sqrt(max(0.0, fixes + breaks - (fixes - breaks) ** 2 / n)) / n
+        print(f"{name}: {n} paired images, caption fixes {fixes}, breaks {breaks}, "
+              f"exact McNemar p = {exact_mcnemar(fixes, breaks):.3g}; accuracy difference "
+              f"{100 * diff:+.1f} points, 95% CI [{100 * (diff - half):+.1f}, {100 * (diff + half):+.1f}]")
 
 
 if __name__ == "__main__":
