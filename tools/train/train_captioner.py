@@ -17,8 +17,9 @@
   embedding and LM-head rows are matched by word, so a grown vocabulary keeps what was learnt);
   --teacher distils a classifier folder's soft labels (temperature --kd-temp, weight --kd) into the
   auxiliary head, which a ViT trained from scratch on 50k images needs far more epochs to learn alone
-  (DeiT's observation); --noun-weight up-weights the class-noun token in the LM loss, the one word the
-  pack's consistency flag and the guidance depend on most.
+  (DeiT's observation); --noun-kd distils the same teacher's class distribution into the decoder at the
+  class-noun token; --noun-weight up-weights that token in the LM loss, the one word the pack's
+  consistency flag and the guidance depend on most.
 - Resumable: a checkpoint every --ckpt-minutes in --out; the same command resumes; another configuration
   is refused. Validation on 1,000 held-out training images (every 50th): LM loss and, with greedy
   generation, how often the caption names the true class.
