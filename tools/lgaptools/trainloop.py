@@ -70,7 +70,7 @@ class Budget:
         return min(1.0, step / self.steps)
 
     def done(self, step):
-        return self.fraction(step) >= 1.0 if self.seconds is not None else step >= self.steps
+        return self.fraction(step) >= 1.0
 
 
 def add_run_arguments(parser):
@@ -90,6 +90,13 @@ def check_resumable(state, args, path):
         raise SystemExit(f"{path} holds exported weights only (--slim); it cannot be resumed")
     if state and args.schedule_minutes:
         raise SystemExit(f"{path}: a --schedule-minutes run cannot be resumed; start it over in another --out")
+
+
+def export_weights(state, out, *keys):
+    """The EMA state dicts `keys` of a loaded checkpoint (full or slim) in fp32, for --export."""
+    if not state:
+        raise SystemExit(f"no checkpoint in {out} to export")
+    return [{k: v.float() for k, v in state[key].items()} for key in keys]
 
 
 def write_slim(path, checkpoint, keys):
@@ -185,10 +192,6 @@ class EMA:
         self.decay = decay
         self.shadow = {k: v.detach().clone() for k, v in module.state_dict().items()}
 
-    def to(self, dev):
-        self.shadow = {k: v.to(dev) for k, v in self.shadow.items()}
-        return self
-
     @torch.no_grad()
     def update(self, module, step=None):
         # Early in a run the decay ramps up with the step so the average is not stuck at the random
@@ -204,5 +207,5 @@ class EMA:
         return self.shadow
 
     def load_state_dict(self, state):
-        # Keeps each tensor's dtype and device: a slim (fp16) checkpoint's EMA is widened here.
+        # Onto each shadow tensor's device and dtype: checkpoints load on the CPU, training may run on a GPU.
         self.shadow = {k: v.to(self.shadow[k], copy=True) if k in self.shadow else v.clone() for k, v in state.items()}

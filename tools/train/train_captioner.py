@@ -32,6 +32,7 @@ Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/captioner/ (
 model.safetensors (fp16), vocab.txt, tokenizer files, preprocessor_config.json, generation_config.json).
 """
 import argparse
+import hashlib
 import sys
 import time
 from pathlib import Path
@@ -75,15 +76,6 @@ def blip_config(tok):
     return BlipConfig(vision_config=VISION, text_config=text, projection_dim=128)
 
 
-def class_noun_ids(tok):
-    """Token ids of every class noun and synonym (the words mentioned_classes() looks for)."""
-    words = {w for names in captions.SYNONYMS.values() for w in names}
-    ids = tok.convert_tokens_to_ids(sorted(words))
-    if tok.unk_token_id in ids:
-        raise SystemExit("a class synonym is missing from the vocabulary")
-    return torch.tensor(ids)
-
-
 def lm_loss(logits, ids, mask, noun_ids, noun_weight, smoothing):
     """BLIP's shifted LM loss (label smoothing as in its text decoder), with class-noun tokens weighted
     noun_weight times; noun_weight 1 gives transformers' own mean loss."""
@@ -96,8 +88,11 @@ def lm_loss(logits, ids, mask, noun_ids, noun_weight, smoothing):
 
 
 def class_token_groups(tok):
-    """[10, S] token ids of each class's nouns (padded by repeating the first) and a [10, S] validity mask."""
+    """[10, S] token ids of each class's nouns (the words mentioned_classes() looks for; padded by repeating
+    the first) and a [10, S] validity mask: ids[valid] lists every class-noun token."""
     groups = [tok.convert_tokens_to_ids(captions.SYNONYMS[name]) for name in cifar.CLASSES]
+    if any(tok.unk_token_id in g for g in groups):
+        raise SystemExit("a class synonym is missing from the vocabulary")
     width = max(len(g) for g in groups)
     ids = torch.tensor([g + [g[0]] * (width - len(g)) for g in groups])
     valid = torch.tensor([[True] * len(g) + [False] * (width - len(g)) for g in groups])
@@ -151,10 +146,11 @@ def init_from_folder(model, tok, folder):
     print(f"initialised {copied} tensors from {folder} ({len(rows)} of {len(tok)} vocabulary rows)", flush=True)
 
 
-def teacher_logits(folder, images, cache, dev=torch.device("cpu")):
+def teacher_logits(folder, images, out, dev=torch.device("cpu")):
     """The classifier's logits on every training image, averaged with its horizontal flip (the augmentation
-    the student sees most), computed once and cached beside the checkpoint."""
-    cache = Path(cache)
+    the student sees most), computed once and cached beside the checkpoint under the weights' digest."""
+    digest = hashlib.sha256((Path(folder) / "model.safetensors").read_bytes()).hexdigest()[:16]
+    cache = Path(out) / f"teacher-logits-{digest}.npy"
     if cache.is_file():
         logits = np.load(cache)
         if len(logits) == len(images):
@@ -279,9 +275,8 @@ def main():
     step = 0
     state = ckpt.load()
     if args.export:
-        if not state:
-            raise SystemExit(f"no checkpoint in {out} to export")
-        model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
+        (ema_weights,) = trainloop.export_weights(state, out, "ema")
+        model.load_state_dict(ema_weights)
         export(model, tok, args.export)
         return
     trainloop.check_resumable(state, args, ckpt.path)
@@ -300,9 +295,9 @@ def main():
     va = np.arange(0, len(images), 50)
     tr = np.setdiff1d(np.arange(len(images)), va)
     ids, mask = encode_captions(tok, images, labels)
-    nouns = class_noun_ids(tok).to(dev)
     groups = tuple(g.to(dev) for g in class_token_groups(tok))
-    soft = teacher_logits(args.teacher, images, out / "teacher_logits.npy", dev).to(dev) if args.teacher else None
+    nouns = groups[0][groups[1]]
+    soft = teacher_logits(args.teacher, images, out, dev).to(dev) if args.teacher else None
     rng = np.random.default_rng(args.seed * 1000003 + step)
     progress = trainloop.Progress(args.steps, args.batch, step, out / "log.jsonl")
     budget = trainloop.Budget(args.steps, args.schedule_minutes)

@@ -234,10 +234,7 @@ def main():
     step = 0
     state = ckpt.load()
     if args.export:
-        if not state:
-            raise SystemExit(f"no checkpoint in {out} to export")
-        export(unet, text, {k: v.float() for k, v in state["ema_unet"].items()},
-               {k: v.float() for k, v in state["ema_text"].items()}, args.export)
+        export(unet, text, *trainloop.export_weights(state, out, "ema_unet", "ema_text"), args.export)
         return
     trainloop.check_resumable(state, args, ckpt.path)
     unet.to(dev); text.to(dev)
