@@ -75,6 +75,7 @@ def main():
     pack = Path(args.pack)
     manifest = json.loads((pack / "pack.json").read_text())
     cap, d = manifest["captioning"], manifest["purification"]
+    ensemble = d.get("ensemble", 1)
     processor = BlipProcessor.from_pretrained(pack / "captioner")
     blip = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
     purifier = purify_ref.PixelPurifier(pack, model_size=tuple(manifest["image_size"]), resize_mode=manifest.get("resize", "bicubic"))
@@ -91,11 +92,14 @@ def main():
     def purify(images, texts, first):
         xs = [torch.from_numpy(np.array(im)).permute(2, 0, 1).float().unsqueeze(0) / 255 for im in images]
         outs = purifier.purify_batch(xs, texts, d["strength"], d["steps"], d["guidance"],
-                                     [args.seed + first + i for i in range(len(xs))], eta=d.get("eta", 0.0))
+                                     [args.seed + first + i for i in range(len(xs))], eta=d.get("eta", 0.0),
+                                     ensemble=ensemble)
         return torch.cat([(o * 255).round() / 255 for o in outs])
 
     def classify(x):
-        return classifier(x).argmax(1).tolist()
+        # An ensemble's K purifications of one image vote with their averaged probabilities, as lgap's do.
+        probs = classifier(x).softmax(1)
+        return probs.view(-1, ensemble, probs.shape[1]).mean(1).argmax(1).tolist()
 
     # FLOPs per image per stage, on the first image (one batch of one).
     counter = FlopCounter([blip, purifier.text_encoder, purifier.unet, classifier])

@@ -9,6 +9,13 @@ tools/lgaptools/captions.py.
   branch the purifier uses).
 - Augmentation: horizontal flips only (colour words in captions must stay true).
 - Exported weights are an EMA of the trained ones.
+- Optional classifier consistency (--classifier, --cls-weight): for t < --cls-max-t the one-step estimate
+  x0_hat = (x_t - sqrt(1 - a_t) eps_hat) / sqrt(a_t) goes through the pack's frozen classifier, and the
+  KL from the classifier's distribution on the clean image to its distribution on x0_hat is added to the
+  epsilon loss (Salman et al. 2020, "Denoised Smoothing", trained a denoiser in front of a fixed
+  classifier the same way). Purification keeps the class of the image only as far as the denoiser's
+  reconstruction does; this spends the UNet's limited capacity on what the classifier looks at rather
+  than on pixel detail it ignores. Validation then also reports the classifier's accuracy on x0_hat.
 - Resumable: a checkpoint is written every --ckpt-minutes to --out; rerunning the same command resumes, and
   a checkpoint from a different configuration is refused.
 - Validation on 1,000 held-out training images (every 50th): epsilon MSE and one-step x0 PSNR at
@@ -18,6 +25,10 @@ Run (through the launcher that sets up threads and tcmalloc):
     tools/train/run.sh tools/train/train_diffusion.py --arch medium --steps 6000
 Export the EMA weights into the pack:
     tools/train/run.sh tools/train/train_diffusion.py --arch medium --export models/cifar10-mini
+Classifier-consistency fine-tune of the shipped denoiser (a second stage from its slim checkpoint):
+    tools/train/run.sh tools/train/train_diffusion.py --arch medium-lowattn --init-from \
+        ~/.cache/lgap/train/diffusion-gpu/checkpoint.pt --classifier models/cifar10-mini/classifier ...
+    (the exact flags: tools/train/finetune_cls.sh)
 On a lent GPU machine (--device cuda, bf16 autocast, a cosine timed by --schedule-minutes): the run that
 made the shipped denoiser is in tools/train/on_gpu.sh.
 Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/{text_encoder,tokenizer,unet,scheduler}.
@@ -97,13 +108,34 @@ def to_model_range(uint8_batch):
     return torch.from_numpy(uint8_batch).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def load_classifier(folder, dev):
+    """The pack's classifier, frozen, taking images in the model range [-1, 1]."""
+    from lgaptools import classifiers
+    model, config = classifiers.load_folder(folder)
+    net = classifiers.Normalized(model, config["mean"], config["std"]).eval().to(dev)
+    for q in net.parameters():
+        q.requires_grad_(False)
+    return lambda x: net((x + 1) / 2)
+
+
+def consistency_loss(classify, x0, x0_hat, temp):
+    """KL(classifier on the clean image || classifier on the denoiser's estimate), times temp^2."""
+    with torch.no_grad():
+        target = F.softmax(classify(x0) / temp, dim=-1)
+    logq = F.log_softmax(classify(x0_hat.clamp(-1, 1)) / temp, dim=-1)
+    return F.kl_div(logq, target, reduction="batchmean") * temp * temp
+
+
 @torch.no_grad()
-def validate(unet, text, x0, ids, alphas_cumprod, seed=1234, dev=torch.device("cpu")):
+def validate(unet, text, x0, ids, alphas_cumprod, seed=1234, dev=torch.device("cpu"), classify=None, labels=None,
+             empty_ids=None):
     unet.eval(); text.eval()
     g = torch.Generator().manual_seed(seed)
     noise = torch.randn(x0.shape, generator=g).to(dev)
     x0, ids, alphas_cumprod = x0.to(dev), ids.to(dev), alphas_cumprod.to(dev)
     out = {}
+    if classify is not None:
+        out["val_acc_clean"] = float((classify(x0).argmax(-1).cpu() == labels).float().mean())
     ctx = torch.cat([text(ids[i:i + 250])[0] for i in range(0, len(ids), 250)])
     for t in (50, 100, 200, 300):
         a = alphas_cumprod[t]
@@ -114,6 +146,17 @@ def validate(unet, text, x0, ids, alphas_cumprod, seed=1234, dev=torch.device("c
         mse01 = ((x0_hat - x0) / 2).pow(2).mean(dim=(1, 2, 3))
         out[f"val_mse_t{t}"] = float(F.mse_loss(eps, noise))
         out[f"val_psnr_t{t}"] = float((-10 * torch.log10(mse01)).mean())
+        if classify is not None:
+            out[f"val_acc_t{t}"] = float((classify(x0_hat).argmax(-1).cpu() == labels).float().mean())
+        if classify is not None and t == 100:
+            # The same images guided by the empty caption, and by another image's caption (mostly another
+            # class: the captioner is wrong on ~30% of real inputs, and the denoiser must not follow it).
+            for name, other in (("empty", empty_ids.expand_as(ids)), ("wrong", ids.roll(7, 0))):
+                c = torch.cat([text(other[i:i + 250])[0] for i in range(0, len(other), 250)])
+                e = torch.cat([unet(xt[i:i + 250], t, encoder_hidden_states=c[i:i + 250]).sample
+                               for i in range(0, len(x0), 250)])
+                guess = classify(((xt - (1 - a).sqrt() * e) / a.sqrt()).clamp(-1, 1)).argmax(-1).cpu()
+                out[f"val_acc_t{t}_{name}"] = float((guess == labels).float().mean())
     unet.train(); text.train()
     return out
 
@@ -203,6 +246,15 @@ def main():
     p.add_argument("--init-from", default=None, metavar="CHECKPOINT",
                    help="start a second stage from another run's checkpoint.pt (weights, EMA, optimizer state; same "
                         "architecture), e.g. with a narrower timestep range (--low-max) and a decaying learning rate")
+    p.add_argument("--classifier", default=None, metavar="FOLDER",
+                   help="classifier folder for the consistency loss (and the accuracy of x0_hat in validation)")
+    p.add_argument("--cls-weight", type=float, default=0.0, help="weight of the classifier-consistency loss")
+    p.add_argument("--cls-max-t", type=int, default=150, help="the consistency loss covers timesteps below this")
+    p.add_argument("--cls-temp", type=float, default=1.0, help="softmax temperature of the consistency loss")
+    p.add_argument("--wrong-caption", type=float, default=0.0,
+                   help="probability that a captioned sample gets another training image's caption instead, so "
+                        "the denoiser learns not to trust a caption the image contradicts (at inference the "
+                        "captioner is wrong on ~30%% of images)")
     p.add_argument("--lr-final", type=float, default=None,
                    help="cosine decay from --lr to this after warm-up, reached at --steps (which then becomes part "
                         "of the configuration); default: constant")
@@ -220,6 +272,13 @@ def main():
         config.update(lr_final=args.lr_final, steps=args.steps)
     if args.init_from:
         config.update(init_from=trainloop.repo_relative(args.init_from))
+    if args.cls_weight > 0:
+        if not args.classifier:
+            raise SystemExit("--cls-weight needs --classifier")
+        config.update(classifier=trainloop.repo_relative(args.classifier), cls_weight=args.cls_weight,
+                      cls_max_t=args.cls_max_t, cls_temp=args.cls_temp)
+    if args.wrong_caption > 0:
+        config.update(wrong_caption=args.wrong_caption)
     if args.schedule_minutes:
         if args.lr_final is None:
             raise SystemExit("--schedule-minutes needs --lr-final (the cosine it times)")
@@ -254,9 +313,16 @@ def main():
                 raise SystemExit(f"--init-from {src}: its run has a different {key} configuration "
                                  f"(or no config.json beside it); a second stage needs the same architecture")
         init = trainloop.load_file(src)
-        unet.load_state_dict(init["unet"]); text.load_state_dict(init["text"])
-        opt.load_state_dict(init["opt"]); ema_u.load_state_dict(init["ema_unet"]); ema_t.load_state_dict(init["ema_text"])
-        print(f"second stage from {src} (its step {init['step']})", flush=True)
+        if init.get("slim"):
+            # EMA weights only (a GPU run's --slim file): train on from the average, with a fresh optimizer.
+            weights_u, weights_t = trainloop.export_weights(init, src, "ema_unet", "ema_text")
+            unet.load_state_dict(weights_u); text.load_state_dict(weights_t)
+            ema_u.load_state_dict(weights_u); ema_t.load_state_dict(weights_t)
+        else:
+            unet.load_state_dict(init["unet"]); text.load_state_dict(init["text"])
+            opt.load_state_dict(init["opt"]); ema_u.load_state_dict(init["ema_unet"]); ema_t.load_state_dict(init["ema_text"])
+        print(f"second stage from {src} (its step {init['step']}{', EMA weights only' if init.get('slim') else ''})",
+              flush=True)
 
     from transformers import CLIPTokenizer
     tok_dir = cifar.cache_dir() / "clip-tokenizer"
@@ -267,6 +333,8 @@ def main():
     ids = caption_ids(images, labels, tokenizer)
     empty_ids = torch.tensor(tokenizer("", padding="max_length", max_length=77).input_ids).to(dev)
     x_val, ids_val = to_model_range(images[va]), ids[va]
+    labels_val = torch.from_numpy(np.asarray(labels)[va]).long()
+    classify = load_classifier(args.classifier, dev) if args.classifier else None
     betas = torch.linspace(SCHEDULER["beta_start"], SCHEDULER["beta_end"], 1000, dtype=torch.float64)
     alphas_cumprod = torch.cumprod(1 - betas, 0).float().to(dev)
 
@@ -274,7 +342,11 @@ def main():
     progress = trainloop.Progress(args.steps, args.batch, step, out / "log.jsonl")
     budget = trainloop.Budget(args.steps, args.schedule_minutes)
     t_end = time.time() + args.minutes * 60 if args.minutes else None
-    losses = []
+    losses, cls_losses = [], []
+    if args.init_from and step == 0:
+        # Where the second stage starts from, measured the same way as its progress.
+        progress.report(0, **validate(unet, text, x_val, ids_val, alphas_cumprod, dev=dev, classify=classify,
+                                      labels=labels_val, empty_ids=empty_ids))
     unet.train(); text.train()
     while not budget.done(step):
         idx = rng.choice(tr, size=args.batch, replace=False)
@@ -283,6 +355,9 @@ def main():
         batch = np.where(flip[:, None, None, None], batch[:, :, ::-1], batch)
         x0 = to_model_range(np.ascontiguousarray(batch)).to(dev, non_blocking=True)
         tok = ids[idx].to(dev)
+        if args.wrong_caption > 0:
+            swap = torch.from_numpy(rng.random(args.batch) < args.wrong_caption).to(dev)
+            tok[swap] = ids[rng.choice(tr, size=int(swap.sum()))].to(dev)
         tok[torch.from_numpy(rng.random(args.batch) < args.drop).to(dev)] = empty_ids
         low = rng.random(args.batch) < args.low_frac
         t = np.where(low, rng.integers(0, args.low_max, args.batch), rng.integers(0, 1000, args.batch))
@@ -297,6 +372,14 @@ def main():
             ctx = text(tok)[0]
             pred = unet(xt, t, encoder_hidden_states=ctx).sample
         loss = F.mse_loss(pred.float(), noise)
+        if args.cls_weight > 0:
+            near = t < args.cls_max_t
+            if bool(near.any()):
+                an = a[near]
+                x0_hat = (xt[near] - (1 - an).sqrt() * pred[near].float()) / an.sqrt()
+                cls_loss = consistency_loss(classify, x0[near], x0_hat, args.cls_temp)
+                loss = loss + args.cls_weight * cls_loss
+                cls_losses.append(cls_loss.detach())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -312,11 +395,14 @@ def main():
             saved_u, saved_t = unet.state_dict(), text.state_dict()
             saved_u = {k: v.clone() for k, v in saved_u.items()}; saved_t = {k: v.clone() for k, v in saved_t.items()}
             unet.load_state_dict(ema_u.state_dict()); text.load_state_dict(ema_t.state_dict())
-            metrics = validate(unet, text, x_val, ids_val, alphas_cumprod, dev=dev)
+            metrics = validate(unet, text, x_val, ids_val, alphas_cumprod, dev=dev, classify=classify,
+                               labels=labels_val, empty_ids=empty_ids)
             unet.load_state_dict(saved_u); text.load_state_dict(saved_t)
         if step % 25 == 0 or step <= 3 or metrics:
+            if cls_losses:
+                metrics["cls_loss"] = float(torch.stack(cls_losses[-25:]).mean())
             progress.report(step, loss=float(torch.stack(losses[-25:]).mean()), lr=lr, **metrics)
-            losses = losses[-25:]
+            losses, cls_losses = losses[-25:], cls_losses[-25:]
         stop = t_end is not None and time.time() > t_end
         if ckpt.due() or last or stop:
             ckpt.save(unet=unet.state_dict(), text=text.state_dict(), opt=opt.state_dict(),
