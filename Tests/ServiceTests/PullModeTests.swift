@@ -80,7 +80,7 @@ final class PullModeTests: ServiceTestCase {
                 XCTAssertEqual(row.strength, defaults.strength, "\(id): pack default strength")
                 XCTAssertEqual(row.steps, defaults.steps, id)
                 XCTAssertEqual(row.guidance, defaults.guidance, id)
-                XCTAssertEqual(row.ensemble, 1, id)
+                XCTAssertEqual(row.ensemble, defaults.ensemble ?? 1, "\(id): pack default ensemble")
                 XCTAssertNil(row.requestedParams, id)
             }
             XCTAssertTrue(row.meta?.contains("\"file\"") ?? false, "\(id): meta kept")
