@@ -39,15 +39,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 from lgaptools import cifar, classifiers, purify_ref  # noqa: E402
 
 
-def frozen_classifier(pack):
-    """The pack's classifier (normalisation included) with its parameters frozen: the attack's gradient source."""
-    model, cfg = classifiers.load_folder(Path(pack) / "classifier")
-    net = classifiers.Normalized(model, cfg["mean"], cfg["std"]).eval()
-    for q in net.parameters():
-        q.requires_grad_(False)
-    return net
-
-
 class Defence:
     """The PyTorch reference run of the pack: transformers BLIP captions, purify_ref purification."""
 
@@ -55,7 +46,7 @@ class Defence:
         from transformers import BlipForConditionalGeneration, BlipProcessor
         pack = Path(pack)
         self.manifest = json.loads((pack / "pack.json").read_text())
-        self.net = frozen_classifier(pack)
+        self.net, _ = classifiers.load_frozen(Path(pack) / "classifier")
         self.processor = BlipProcessor.from_pretrained(pack / "captioner")
         self.captioner = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
         self.purifier = purify_ref.PixelPurifier(pack, model_size=tuple(self.manifest["image_size"]),
@@ -83,13 +74,15 @@ class Defence:
 
 
 class LgapDefence:
-    """The deployed defence: `lgapctl purify` with the pack's defaults (its own captions) per EOT sample."""
+    """The deployed defence: `lgapctl purify` with the pack's defaults (its own captions) per EOT sample,
+    each sample one purification (--ensemble 1): EOT already averages over samples, and lgapctl saves one
+    purified image per input whatever the pack's ensemble, so K > 1 would cost K times for the same image."""
 
     def __init__(self, pack, lgapctl):
         self.pack = str(pack)
         self.lgapctl = lgapctl
         self.manifest = json.loads((Path(pack) / "pack.json").read_text())
-        self.net = frozen_classifier(pack)
+        self.net, _ = classifiers.load_frozen(Path(pack) / "classifier")
         self._work = tempfile.TemporaryDirectory(prefix="lgap-bpda-")
         self.work = Path(self._work.name)
 
@@ -106,7 +99,7 @@ class LgapDefence:
             pur = self.work / "purified"
             shutil.rmtree(pur, ignore_errors=True)
             subprocess.run([self.lgapctl, "purify", str(inp), "--pack", self.pack, "--seed", str(seed), "--batch", "32",
-                            "--save-purified", str(pur), "--json"], check=True, stdout=subprocess.DEVNULL)
+                            "--ensemble", "1", "--save-purified", str(pur), "--json"], check=True, stdout=subprocess.DEVNULL)
             arr = np.stack([np.asarray(Image.open(pur / f"{i:05d}.purified.png").convert("RGB")) for i in range(len(q))])
             out.append(torch.from_numpy(arr).permute(0, 3, 1, 2).float() / 255)
         return out
@@ -188,7 +181,7 @@ def main():
     report = dict(attack="BPDA+EOT PGD-Linf", eps=args.eps, step=args.step, steps=args.steps, eot=args.eot, n=len(idx),
                   undefended_adv_accuracy=float((pred == torch.tensor(ys)).float().mean()),
                   defended_accuracy_last_step_eot=progress["defended_correct"] / max(progress["seen"], 1),
-                  purification=defence.manifest["purification"], defence=args.defence, seconds=time.time() - t0)
+                  purification=dict(defence.manifest["purification"], ensemble=1), defence=args.defence, seconds=time.time() - t0)
     (out / "attack.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report))
 

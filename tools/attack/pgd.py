@@ -53,10 +53,7 @@ def main():
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(int(__import__("os").environ.get("LGAP_TORCH_THREADS", "2")))
-    model, config = classifiers.load_folder(Path(args.pack) / "classifier")
-    net = classifiers.Normalized(model, config["mean"], config["std"]).eval()
-    for q in net.parameters():
-        q.requires_grad_(False)
+    net, _ = classifiers.load_frozen(Path(args.pack) / "classifier")
     images, labels, names = cifar.load("test")
     idx = (np.linspace(0, len(images) - 1, args.n).round().astype(int) + args.offset) % len(images)
     out = Path(args.out)

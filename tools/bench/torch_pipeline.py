@@ -79,8 +79,7 @@ def main():
     processor = BlipProcessor.from_pretrained(pack / "captioner")
     blip = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
     purifier = purify_ref.PixelPurifier(pack, model_size=tuple(manifest["image_size"]), resize_mode=manifest.get("resize", "bicubic"))
-    model, config = classifiers.load_folder(pack / "classifier")
-    classifier = classifiers.Normalized(model, config["mean"], config["std"]).eval()
+    classifier, config = classifiers.load_frozen(pack / "classifier")
     files = [l for l in Path(args.list).read_text().splitlines() if l.strip()]
 
     def caption(images):

@@ -158,6 +158,16 @@ def load_folder(path):
     return model.eval(), config
 
 
+def load_frozen(folder):
+    """(model, config) like load_folder, the model wrapped to take [0,1] images (its normalisation
+    included) and its parameters frozen: what attacks differentiate through and training tools distil from."""
+    model, config = load_folder(folder)
+    net = Normalized(model, config["mean"], config["std"]).eval()
+    for q in net.parameters():
+        q.requires_grad_(False)
+    return net, config
+
+
 class Normalized(nn.Module):
     """Wraps a classifier so it takes images in [0,1] (what attacks perturb)."""
 

@@ -156,8 +156,7 @@ def teacher_logits(folder, images, out, dev=torch.device("cpu")):
         if len(logits) == len(images):
             return torch.from_numpy(logits)
     from lgaptools import classifiers
-    model, config = classifiers.load_folder(folder)
-    net = classifiers.Normalized(model, config["mean"], config["std"]).eval().to(dev)
+    net = classifiers.load_frozen(folder)[0].to(dev)
     out = []
     with torch.no_grad():
         for i in range(0, len(images), 500):

@@ -111,11 +111,13 @@ def to_model_range(uint8_batch):
 def load_classifier(folder, dev):
     """The pack's classifier, frozen, taking images in the model range [-1, 1]."""
     from lgaptools import classifiers
-    model, config = classifiers.load_folder(folder)
-    net = classifiers.Normalized(model, config["mean"], config["std"]).eval().to(dev)
-    for q in net.parameters():
-        q.requires_grad_(False)
+    net = classifiers.load_frozen(folder)[0].to(dev)
     return lambda x: net((x + 1) / 2)
+
+
+def x0_from_eps(xt, eps, a):
+    """The one-step estimate of the clean image from x_t and the predicted noise at alpha_cumprod a."""
+    return (xt - (1 - a).sqrt() * eps) / a.sqrt()
 
 
 def consistency_loss(classify, x0, x0_hat, temp):
@@ -134,29 +136,32 @@ def validate(unet, text, x0, ids, alphas_cumprod, seed=1234, dev=torch.device("c
     noise = torch.randn(x0.shape, generator=g).to(dev)
     x0, ids, alphas_cumprod = x0.to(dev), ids.to(dev), alphas_cumprod.to(dev)
     out = {}
+
+    def predict_noise(xt, t, caption_ids):  # in chunks of 250 images
+        ctx = torch.cat([text(caption_ids[i:i + 250])[0] for i in range(0, len(caption_ids), 250)])
+        return torch.cat([unet(xt[i:i + 250], t, encoder_hidden_states=ctx[i:i + 250]).sample
+                          for i in range(0, len(xt), 250)])
+
+    def accuracy(images):
+        return float((classify(images).argmax(-1).cpu() == labels).float().mean())
+
     if classify is not None:
-        out["val_acc_clean"] = float((classify(x0).argmax(-1).cpu() == labels).float().mean())
-    ctx = torch.cat([text(ids[i:i + 250])[0] for i in range(0, len(ids), 250)])
+        out["val_acc_clean"] = accuracy(x0)
     for t in (50, 100, 200, 300):
         a = alphas_cumprod[t]
         xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
-        eps = torch.cat([unet(xt[i:i + 250], t, encoder_hidden_states=ctx[i:i + 250]).sample
-                         for i in range(0, len(x0), 250)])
-        x0_hat = ((xt - (1 - a).sqrt() * eps) / a.sqrt()).clamp(-1, 1)
+        eps = predict_noise(xt, t, ids)
+        x0_hat = x0_from_eps(xt, eps, a).clamp(-1, 1)
         mse01 = ((x0_hat - x0) / 2).pow(2).mean(dim=(1, 2, 3))
         out[f"val_mse_t{t}"] = float(F.mse_loss(eps, noise))
         out[f"val_psnr_t{t}"] = float((-10 * torch.log10(mse01)).mean())
         if classify is not None:
-            out[f"val_acc_t{t}"] = float((classify(x0_hat).argmax(-1).cpu() == labels).float().mean())
+            out[f"val_acc_t{t}"] = accuracy(x0_hat)
         if classify is not None and t == 100:
             # The same images guided by the empty caption, and by another image's caption (mostly another
             # class: the captioner is wrong on ~30% of real inputs, and the denoiser must not follow it).
             for name, other in (("empty", empty_ids.expand_as(ids)), ("wrong", ids.roll(7, 0))):
-                c = torch.cat([text(other[i:i + 250])[0] for i in range(0, len(other), 250)])
-                e = torch.cat([unet(xt[i:i + 250], t, encoder_hidden_states=c[i:i + 250]).sample
-                               for i in range(0, len(x0), 250)])
-                guess = classify(((xt - (1 - a).sqrt() * e) / a.sqrt()).clamp(-1, 1)).argmax(-1).cpu()
-                out[f"val_acc_t{t}_{name}"] = float((guess == labels).float().mean())
+                out[f"val_acc_t{t}_{name}"] = accuracy(x0_from_eps(xt, predict_noise(xt, t, other), a).clamp(-1, 1))
     unet.train(); text.train()
     return out
 
@@ -375,8 +380,7 @@ def main():
         if args.cls_weight > 0:
             near = t < args.cls_max_t
             if bool(near.any()):
-                an = a[near]
-                x0_hat = (xt[near] - (1 - an).sqrt() * pred[near].float()) / an.sqrt()
+                x0_hat = x0_from_eps(xt[near], pred[near].float(), a[near])
                 cls_loss = consistency_loss(classify, x0[near], x0_hat, args.cls_temp)
                 loss = loss + args.cls_weight * cls_loss
                 cls_losses.append(cls_loss.detach())
