@@ -45,6 +45,11 @@ public final class Pack: Sendable {
                                       eta: eta ?? d.eta ?? 0, seed: seed, ensemble: ensemble ?? d.ensemble ?? 1)
     }
 
+    /// Refuses parameters this pack cannot run (general limits, and the purifier's schedule).
+    public func validate(_ p: PurificationParameters) throws {
+        if let purifier { try purifier.validate(p) } else { try p.validate() }
+    }
+
     public var captionOptions: GenerationOptions {
         let c = manifest.captioning
         return GenerationOptions(numBeams: c?.numBeams, maxLength: c?.maxLength, minLength: c?.minLength, prompt: c?.prompt)

@@ -37,7 +37,7 @@ struct Purify: ParsableCommand {
         do { loaded = try Pack(folder: packDir) } catch { throw ValidationError("cannot load pack \(packDir): \(error)") }
         let processor = JobProcessor(pack: loaded, options: ProcessorOptions(keepPurified: savePurified != nil, purify: !noPurify, emptyCaption: emptyCaption))
         // Validate the parameters once, up front, with a clear message.
-        try processor.pack.parameters(strength: strength, steps: steps, guidance: guidance, eta: eta, ensemble: ensemble, seed: 0).validate()
+        try processor.pack.validate(processor.pack.parameters(strength: strength, steps: steps, guidance: guidance, eta: eta, ensemble: ensemble, seed: 0))
         if let savePurified { try FileManager.default.createDirectory(atPath: savePurified, withIntermediateDirectories: true) }
         let files = InputFiles.expand(paths)
         if !json { print("file\tlabel\tconfidence\tconsistency\tcaption") }

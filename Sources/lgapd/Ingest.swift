@@ -102,7 +102,7 @@ struct Ingest {
         if image.isEmpty { throw Refusal(id: id, reason: "empty_image", message: "the image frame is empty", header: headerText) }
         if let s = header.params.seed, s > UInt64(Int64.max) { throw refuse(.badParams("seed must be below 2^63"), id: id, header: headerText) }
         let params = daemon.parameters(for: header.params)
-        do { try params.validate() } catch { throw Refusal(id: id, reason: "bad_params", message: "params: \(error)", header: headerText) }
+        do { try daemon.pack.validate(params) } catch { throw Refusal(id: id, reason: "bad_params", message: "params: \(error)", header: headerText) }
         // Format: sniffed from the magic bytes; a declared format must agree.
         guard let sniffed = ImageFormat.sniff(image) else {
             throw Refusal(id: id, reason: "unknown_format", message: ImageError.unknownFormat.description, header: headerText)

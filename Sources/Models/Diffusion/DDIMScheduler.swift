@@ -98,8 +98,20 @@ public struct DDIMScheduler: Sendable {
         return (0..<n).map { i in i < n / 2 ? start + step * Float(i) : end - step * Float(n - 1 - i) }
     }
 
-    /// Inference timesteps, descending (set_timesteps).
+    /// Inference timesteps, descending (set_timesteps), each clamped to 0…T−1.
+    ///
+    /// diffusers 0.31's DDIMScheduler indexes ᾱ with t as computed: with "leading" spacing and
+    /// steps_offset 1 (every SD 1.x config), steps = T makes the first timestep T and raises an
+    /// IndexError (diffusers issue #10003). lgap clamps the way diffusers' DDIMInverseScheduler does,
+    /// min(t, T − 1), so every schedule the limits admit runs; for the schedules diffusers can run the
+    /// result is unchanged.
     public func timesteps(steps: Int) -> [Int] {
+        precondition(steps >= 1 && steps <= config.numTrainTimesteps, "steps must be in 1…num_train_timesteps (validate first)")
+        let last = config.numTrainTimesteps - 1
+        return unclampedTimesteps(steps: steps).map { min(max($0, 0), last) }
+    }
+
+    private func unclampedTimesteps(steps: Int) -> [Int] {
         let t = config.numTrainTimesteps
         switch config.timestepSpacing {
         case "linspace":
@@ -133,9 +145,17 @@ public struct DDIMScheduler: Sendable {
         return x * a.squareRoot() + noise * (1 - a).squareRoot()
     }
 
+    /// Why `steps` cannot run on this schedule, or nil (diffusers' set_timesteps refuses more inference
+    /// steps than training timesteps).
+    public func refusal(steps: Int) -> String? {
+        steps > config.numTrainTimesteps
+            ? "steps \(steps) exceeds the scheduler's num_train_timesteps \(config.numTrainTimesteps)" : nil
+    }
+
     /// One DDIM update x_t → x_{t−Δ}. `varianceNoise` is required when eta > 0.
     public func step(modelOutput e: Tensor, timestep t: Int, sample x: Tensor, steps: Int, eta: Float = 0,
                      varianceNoise: Tensor? = nil) -> Tensor {
+        precondition(t >= 0 && t < config.numTrainTimesteps, "timestep \(t) outside 0..<\(config.numTrainTimesteps)")
         let prev = t - config.numTrainTimesteps / steps
         let aT = alphasCumprod[t]
         let aPrev = prev >= 0 ? alphasCumprod[prev] : finalAlphaCumprod

@@ -82,6 +82,13 @@ public final class DiffusionPurifier: Sendable {
         emptyContext = try textEncoder([tokenizer("")])
     }
 
+    /// Refuses parameters this purifier cannot run: the general limits, and more DDIM steps than its
+    /// scheduler has training timesteps.
+    public func validate(_ p: PurificationParameters) throws {
+        try p.validate()
+        if let why = scheduler.refusal(steps: p.steps) { throw ModelError.badInput(why) }
+    }
+
     /// Text-encoder states [1, 77, D] for a caption.
     public func encode(caption: String) throws -> Tensor { try textEncoder([tokenizer(caption)]) }
 
@@ -100,7 +107,7 @@ public final class DiffusionPurifier: Sendable {
     public func purify(_ requests: [PurificationRequest], progress: (@Sendable () -> Void)? = nil) throws -> [Tensor] {
         guard let first = requests.first else { return [] }
         for r in requests {
-            try r.parameters.validate()
+            try validate(r.parameters)
             guard r.image.rank == 4, r.image.shape[0] == 1, r.image.shape[1] == 3 else {
                 throw ModelError.badInput("purifier needs one RGB image [1, 3, H, W], got \(r.image.shape)")
             }
