@@ -27,46 +27,73 @@ let package = Package(
         // C libraries: system targets are a module map and a shim header each.
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .target(name: "CImageIO", cSettings: optimize,
                 linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         .target(name: "CKernels", cSettings: optimize),
+        .target(name: "CCrashJournal"),
 
         // The engine.
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "NN", dependencies: ["Tensor"]),
         .target(name: "ImageIO", dependencies: ["CImageIO", "Tensor"]),
-        .target(name: "Digest"),
+        .target(name: "Digest", dependencies: ["CCrypto"]),
         .target(name: "Models", dependencies: ["Tensor", "NN", "ImageIO", "Digest"]),
 
-        // The service: wire protocol, provenance, stages.
-        .target(name: "Messaging", dependencies: ["CZeroMQ"]),
-        .target(name: "Provenance", dependencies: ["Digest", .product(name: "GRDB", package: "GRDB.swift")]),
+        // The service: the typed job, its processing, the wire, the store, the daemon's parts.
+        .target(name: "Locations"),
+        .target(name: "JobModel", dependencies: ["Models", "ImageIO"]),
+        .target(name: "JobProcessing", dependencies: ["JobModel", "Models", "ImageIO", "Tensor", "Digest"]),
         .target(name: "Pipeline"),
-        .target(name: "Stages", dependencies: ["Models", "ImageIO", "Tensor", "Digest"]),
+        .target(name: "Messaging", dependencies: ["CZeroMQ", "JobModel", "ImageIO"]),
+        .target(name: "Provenance", dependencies: ["JobModel", "Models", "CPostgres", .product(name: "GRDB", package: "GRDB.swift")]),
+        .target(name: "Service", dependencies: [
+            "JobModel", "JobProcessing", "Pipeline", "Messaging", "Provenance", "Models", "ImageIO", "Tensor", "Digest", "Locations",
+            "CCrashJournal",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "TOMLKit", package: "TOMLKit"),
+        ]),
         .target(name: "LGAPFuzzSupport", dependencies: ["ImageIO", "Messaging"]),
 
         // Programs.
         .executableTarget(name: "lgapd", dependencies: [
-            "Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Tensor", "Digest", "CZeroMQ",
+            "Service", "Provenance", "JobModel", "Locations",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
         .executableTarget(name: "lgapctl", dependencies: [
-            "Tensor", "NN", "ImageIO", "Models", "Digest", "Messaging", "Provenance", "Stages", "CZeroMQ",
+            "Service", "Provenance", "JobModel", "JobProcessing", "Messaging", "Models", "ImageIO", "Tensor", "Digest", "Locations",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
         ]),
-        .executableTarget(name: "lgap-bench", dependencies: ["Tensor", "NN", "ImageIO", "Models", "Stages", "Messaging", "CZeroMQ"]),
-        .executableTarget(name: "lgap-stress", dependencies: ["Messaging", "Provenance", "Digest", "ImageIO", "LGAPFuzzSupport", "CZeroMQ"]),
+        .executableTarget(name: "lgap-bench", dependencies: [
+            "Tensor", "NN", "ImageIO", "Models", "JobModel", "JobProcessing", "Messaging", "Locations", "ServiceHarness",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "lgap-stress", dependencies: [
+            "Messaging", "Provenance", "JobModel", "Digest", "ImageIO", "LGAPFuzzSupport", "Locations", "ServiceHarness",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
 
-        // Tests.
-        .target(name: "TestSupport", dependencies: ["Tensor", "NN"], path: "Tests/TestSupport"),
+        // Test support: goldens (engine tests) and the daemon harness (integration tests, lgap-stress).
+        .target(name: "TestSupport", dependencies: ["Tensor", "NN", "Locations"], path: "Tests/TestSupport"),
+        .target(name: "ServiceHarness", dependencies: ["Messaging", "Provenance", "JobModel", "Locations", "TestSupport"],
+                path: "Tests/ServiceHarness"),
+
+        // Tests: one target per library module, and the spawned-daemon suites.
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "NN", "TestSupport"]),
         .testTarget(name: "NNTests", dependencies: ["Tensor", "NN", "Digest", "TestSupport"]),
         .testTarget(name: "ImageIOTests", dependencies: ["ImageIO", "Tensor", "NN", "Digest", "Messaging", "LGAPFuzzSupport", "TestSupport"]),
-        .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "Stages", "TestSupport"]),
-        .testTarget(name: "ServiceTests", dependencies: ["Messaging", "Provenance", "Pipeline", "Stages", "Models", "ImageIO", "Digest", "TestSupport", "CZeroMQ"]),
+        .testTarget(name: "ModelsTests", dependencies: ["Models", "ImageIO", "Tensor", "NN", "Digest", "JobModel", "JobProcessing", "TestSupport"]),
+        .testTarget(name: "JobModelTests", dependencies: ["JobModel", "Models", "TestSupport"]),
+        .testTarget(name: "MessagingTests", dependencies: ["Messaging", "JobModel", "ImageIO"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
+        .testTarget(name: "ProvenanceTests", dependencies: ["Provenance", "JobModel", "Models", "ImageIO", "Digest", "ServiceHarness",
+                                                           .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "ServiceTests", dependencies: ["Service", "JobModel", "Messaging", "Models", "ImageIO", "Provenance", "Pipeline",
+                                                         "JobProcessing", "TestSupport", "ServiceHarness"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["ServiceHarness", "Messaging", "Provenance", "JobModel", "Digest", "ImageIO",
+                                                             "TestSupport", "Locations"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -56,6 +56,12 @@ int lgap_jpeg_header(const uint8_t *data, size_t size, int32_t *width, int32_t *
     jpeg_begin(&cinfo, &err, data, size);
     *width = (int32_t)cinfo.image_width;
     *height = (int32_t)cinfo.image_height;
+    // Refused at the door, like the decoder refuses them: four-channel JPEG (Adobe CMYK/YCCK).
+    if (cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK) {
+        snprintf(message, message_size, "JPEG: CMYK/YCCK colour space is not supported (convert to RGB or greyscale)");
+        jpeg_destroy_decompress(&cinfo);
+        return LGAP_IMG_UNSUPPORTED;
+    }
     jpeg_destroy_decompress(&cinfo);
     return LGAP_IMG_OK;
 }

@@ -88,7 +88,8 @@ public enum ImageCodec {
         return try decode([UInt8](data), limits: limits)
     }
 
-    /// Width and height from the header alone.
+    /// Width and height from the header alone; variants the decoder would refuse (CMYK JPEG, 16-bit
+    /// PPM) are refused here already, so the door can turn them away before acknowledging them.
     public static func dimensions(_ data: [UInt8]) throws -> (format: ImageFormat, width: Int, height: Int) {
         guard let f = ImageFormat.sniff(data) else { throw ImageError.unknownFormat }
         var w: Int32 = 0, h: Int32 = 0
@@ -99,9 +100,14 @@ public enum ImageCodec {
         case .jpeg: rc = data.withUnsafeBufferPointer { lgap_jpeg_header($0.baseAddress, $0.count, &w, &h, &msg, msg.count) }
         case .ppm:
             let header = try PPM.header(data)
+            guard header.maxval > 0 && header.maxval <= 255 else {
+                throw ImageError.unsupported(.ppm, "maxval \(header.maxval) (only 8-bit PPM, maxval 1…255, is supported)")
+            }
             return (f, header.width, header.height)
         }
-        if rc != 0 { throw ImageError.corrupt(f, String(decoding: msg.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+        let text = String(decoding: msg.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        if rc == Int32(LGAP_IMG_UNSUPPORTED) { throw ImageError.unsupported(f, text) }
+        if rc != 0 { throw ImageError.corrupt(f, text) }
         return (f, Int(w), Int(h))
     }
 

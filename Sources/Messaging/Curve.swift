@@ -43,32 +43,17 @@ public struct CurveKeyPair: Sendable, Equatable {
     public static var available: Bool { zmq_has("curve") == 1 }
 }
 
-extension ZMQSocket {
-    /// Makes this socket a CURVE server with `secretKey` (Z85).
-    public func makeCurveServer(secretKey: String) throws {
-        try set(ZMQ_CURVE_SERVER, Int32(1))
-        try set(ZMQ_CURVE_SECRETKEY, string: secretKey)
-    }
-
-    /// Makes this socket a CURVE client of the server with `serverKey`, using `keys`.
-    public func makeCurveClient(serverKey: String, keys: CurveKeyPair) throws {
-        try set(ZMQ_CURVE_SERVERKEY, string: serverKey)
-        try set(ZMQ_CURVE_PUBLICKEY, string: keys.publicKey)
-        try set(ZMQ_CURVE_SECRETKEY, string: keys.secretKey)
-    }
-}
-
 /// The ZAP handler: runs until `stop()`.
 public final class ZAPHandler: @unchecked Sendable {
     let socket: ZMQSocket
     let allowed: Set<String>
-    let onDecision: @Sendable (_ key: String, _ address: String, _ allowed: Bool) -> Void
+    let onDecision: @Sendable (_ decision: ZAPDecision) -> Void
     private let lock = NSLock()
     private var running = true
     private let finished = DispatchSemaphore(value: 0)
 
     public init(context: ZMQContext, allowedPublicKeys: Set<String>,
-                onDecision: @escaping @Sendable (_ key: String, _ address: String, _ allowed: Bool) -> Void) throws {
+                onDecision: @escaping @Sendable (_ decision: ZAPDecision) -> Void) throws {
         socket = try ZMQSocket(context, .rep)
         try socket.bind("inproc://zeromq.zap.01")
         allowed = allowedPublicKeys
@@ -87,6 +72,7 @@ public final class ZAPHandler: @unchecked Sendable {
             // ZAP request: version, request id, domain, address, identity, mechanism, credentials…
             guard f.count >= 6, String(decoding: f[0], as: UTF8.self) == "1.0" else { continue }
             let mechanism = String(decoding: f[5], as: UTF8.self)
+            let domain = String(decoding: f[2], as: UTF8.self)
             let address = String(decoding: f[3], as: UTF8.self)
             var key = ""
             var ok = false
@@ -94,7 +80,7 @@ public final class ZAPHandler: @unchecked Sendable {
                 key = z
                 ok = allowed.contains(z)
             }
-            onDecision(key, address, ok)
+            onDecision(ZAPDecision(domain: domain, key: key, address: address, allowed: ok))
             let reply: [[UInt8]] = [Array("1.0".utf8), f[1], Array((ok ? "200" : "400").utf8),
                                     Array((ok ? "OK" : "client key not allowed").utf8), Array((ok ? key : "").utf8), []]
             try? socket.send(reply, timeoutMs: 1000)
@@ -129,6 +115,15 @@ public final class ZAPHandler: @unchecked Sendable {
         }
         return keys
     }
+}
+
+/// One CURVE handshake's verdict. `domain` is the asking socket's ZAP domain (lgapd sets "ingest" and
+/// "results", so a refusal names a producer or a subscriber).
+public struct ZAPDecision: Sendable {
+    public let domain: String
+    public let key: String
+    public let address: String
+    public let allowed: Bool
 }
 
 public struct KeyFileError: Error, CustomStringConvertible {

@@ -5,23 +5,8 @@
 // Every field is optional. Parsing is strict — unknown fields, wrong types and out-of-pattern ids are
 // errors with a reason code — because a producer's typo should be refused loudly, not ignored.
 import Foundation
-
-public struct JobParams: Codable, Equatable, Sendable {
-    public var strength: Double?
-    public var steps: Int?
-    public var guidance: Double?
-    public var seed: UInt64?
-    public var ensemble: Int?
-    public var eta: Double?
-
-    public init(strength: Double? = nil, steps: Int? = nil, guidance: Double? = nil, seed: UInt64? = nil,
-                ensemble: Int? = nil, eta: Double? = nil) {
-        self.strength = strength; self.steps = steps; self.guidance = guidance
-        self.seed = seed; self.ensemble = ensemble; self.eta = eta
-    }
-
-    public var isEmpty: Bool { self == JobParams() }
-}
+import ImageIO
+import JobModel
 
 public struct HeaderLimits: Sendable, Equatable {
     public var maxHeaderBytes = 16 * 1024
@@ -34,25 +19,21 @@ public struct HeaderLimits: Sendable, Equatable {
 
 public struct JobHeader: Equatable, Sendable {
     public var id: String?
-    /// "auto" (sniff magic bytes), "png", "jpeg" or "ppm".
-    public var format: String
+    /// The declared format; nil: "auto" (sniff the magic bytes).
+    public var format: ImageFormat?
     public var label: String?
     public var params: JobParams
     /// The meta object re-serialised with sorted keys (bounded by HeaderLimits.maxMetaBytes).
     public var meta: String?
 
-    public init(id: String? = nil, format: String = "auto", label: String? = nil, params: JobParams = JobParams(), meta: String? = nil) {
+    public init(id: String? = nil, format: ImageFormat? = nil, label: String? = nil, params: JobParams = JobParams(), meta: String? = nil) {
         self.id = id; self.format = format; self.label = label; self.params = params; self.meta = meta
     }
 
     public static let formats: Set<String> = ["auto", "png", "jpeg", "jpg", "ppm"]
 
     /// ≤ 128 characters of [A-Za-z0-9._:-].
-    public static func isValidID(_ id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 128 && id.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A) || c == 0x2E || c == 0x5F || c == 0x3A || c == 0x2D
-        }
-    }
+    public static func isValidID(_ id: String) -> Bool { Identifiers.isValidJobID(id) }
 
     public static func parse(_ bytes: [UInt8], limits: HeaderLimits = HeaderLimits()) throws -> JobHeader {
         guard bytes.count <= limits.maxHeaderBytes else {
@@ -66,18 +47,21 @@ public struct JobHeader: Equatable, Sendable {
             throw ProtocolError.badHeader("header is not valid JSON")
         }
         guard let obj = json as? [String: Any] else { throw ProtocolError.badHeader("header must be a JSON object") }
+        if let key = JSONObjectKeys.firstDuplicate(in: bytes) {
+            throw ProtocolError.badHeader("header repeats the key '\(Sanitize.text(String(key.prefix(40))))'")
+        }
         var h = JobHeader()
         for (key, value) in obj {
             switch key {
             case "id":
                 guard let s = value as? String else { throw ProtocolError.badField("id", "must be a string") }
-                guard isValidID(s) else { throw ProtocolError.invalidID(String(s.prefix(140))) }
+                guard isValidID(s) else { throw ProtocolError.invalidID(Sanitize.text(String(s.prefix(140)))) }
                 h.id = s
             case "format":
                 guard let s = value as? String, formats.contains(s.lowercased()) else {
-                    throw ProtocolError.unknownFormat(String(describing: value).prefix(40).description)
+                    throw ProtocolError.unknownFormat(Sanitize.text(String(describing: value).prefix(40).description))
                 }
-                h.format = s.lowercased() == "jpg" ? "jpeg" : s.lowercased()
+                h.format = ImageFormat(name: s)
             case "label":
                 if let s = value as? String {
                     guard s.utf8.count <= 64 else { throw ProtocolError.badField("label", "longer than 64 bytes") }
@@ -98,7 +82,7 @@ public struct JobHeader: Equatable, Sendable {
                 }
                 h.meta = String(decoding: data, as: UTF8.self)
             default:
-                throw ProtocolError.badField(String(key.prefix(40)), "unknown field")
+                throw ProtocolError.badField(Sanitize.text(String(key.prefix(40))), "unknown field")
             }
         }
         return h
@@ -135,7 +119,7 @@ public struct JobHeader: Equatable, Sendable {
                     throw ProtocolError.badParams("seed must be a non-negative integer")
                 }
             default:
-                throw ProtocolError.badParams("unknown parameter '\(key.prefix(40))'")
+                throw ProtocolError.badParams("unknown parameter '\(Sanitize.text(String(key.prefix(40))))'")
             }
         }
         return out
@@ -157,17 +141,16 @@ public enum ProtocolError: Error, Equatable, CustomStringConvertible {
     case unknownFormat(String)
     case badParams(String)
 
-    public var code: String {
+    public var code: ReasonCode {
         switch self {
-        case .missingFrame: return "missing_frame"
-        case .extraFrames: return "extra_frames"
-        case .headerTooLarge: return "header_too_large"
-        case .imageTooLarge: return "frame_too_large"
-        case .badHeader: return "bad_header"
-        case .badField: return "bad_header"
-        case .invalidID: return "invalid_id"
-        case .unknownFormat: return "unknown_format"
-        case .badParams: return "bad_params"
+        case .missingFrame: return .missingFrame
+        case .extraFrames: return .extraFrames
+        case .headerTooLarge: return .headerTooLarge
+        case .imageTooLarge: return .frameTooLarge
+        case .badHeader, .badField: return .badHeader
+        case .invalidID: return .invalidID
+        case .unknownFormat: return .unknownFormat
+        case .badParams: return .badParams
         }
     }
 

@@ -1,5 +1,6 @@
-// A model pack loaded for serving: pack.json plus whichever stages the folder holds (captioner/,
-// the diffusion purifier's folders, classifier/). A pack without a stage runs the others and says so.
+// A model pack loader: pack.json plus whichever models the folder holds (captioner/, the diffusion
+// purifier's folders, classifier/). What a job does with them (stages, the ensemble vote, the caption
+// consistency flag) is JobProcessing's business.
 import Digest
 import Foundation
 import ImageIO
@@ -30,11 +31,6 @@ public final class Pack: Sendable {
             purifier = nil
         }
         captioner = fm.fileExists(atPath: folder + "/captioner/config.json") ? try Captioner(folder: folder + "/captioner") : nil
-    }
-
-    /// The stages this pack runs, in pipeline order.
-    public var stages: [String] {
-        ["decode"] + (captioner != nil ? ["caption"] : []) + (purifier != nil ? ["purify"] : []) + ["classify"]
     }
 
     /// Purification parameters: the pack's defaults, overridden field by field.
@@ -76,28 +72,6 @@ public final class Pack: Sendable {
         return try purifier.purify(requests, progress: progress).map { out in
             chunk(out, parts: out.shape[0], axis: 0).map { RGBImage(tensor: $0) }
         }
-    }
-
-    /// One prediction per group: an ensemble's softmax probabilities are averaged (soft vote).
-    public func classify(_ groups: [[RGBImage]], topK: Int = 5) -> [Prediction] {
-        let flat = groups.flatMap { $0 }
-        guard !flat.isEmpty else { return [] }
-        let probs = softmax(classifier.logits(flat)).scalars
-        let k = classifier.config.numClasses
-        var offset = 0
-        return groups.map { group in
-            var mean = [Float](repeating: 0, count: k)
-            for i in 0..<group.count { for c in 0..<k { mean[c] += probs[(offset + i) * k + c] / Float(group.count) } }
-            offset += group.count
-            // Log of the mean probabilities as logits: softmax(log p) = p, so the ranking and
-            // confidence are the averaged probabilities.
-            let logits = Tensor(shape: [1, k], data: mean.map { logf(max($0, 1e-30)) })
-            return classifier.predictions(fromLogits: logits, topK: topK)[0]
-        }
-    }
-
-    public func consistency(caption: String, predicted: Int) -> Consistency {
-        Consistency(caption: caption, predicted: predicted, classes: manifest.classes, synonyms: manifest.synonyms)
     }
 
     /// Model files with their SHA-256 and parameter counts (provenance).

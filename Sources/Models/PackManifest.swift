@@ -54,26 +54,3 @@ public struct PackManifest: Codable, Sendable {
         return m
     }
 }
-
-/// Whether a caption names the predicted class, another class, or none.
-public enum Consistency: String, Codable, Sendable {
-    case consistent          // the caption names the predicted class
-    case inconsistent        // it names classes, but not the predicted one
-    case noClass = "no_class"
-
-    /// Classes named by `caption` (whole-word, case-insensitive matches of any synonym, multi-word
-    /// synonyms included).
-    public static func mentioned(in caption: String, classes: [String], synonyms: [String: [String]]) -> [Int] {
-        let words = caption.lowercased().split { !$0.isLetter && !$0.isNumber && $0 != "'" }.map(String.init)
-        let text = " " + words.joined(separator: " ") + " "
-        return classes.indices.filter { i in
-            let names = (synonyms[classes[i]] ?? []) + [classes[i]]
-            return names.contains { text.contains(" " + $0.lowercased() + " ") }
-        }
-    }
-
-    public init(caption: String, predicted: Int, classes: [String], synonyms: [String: [String]]) {
-        let named = Consistency.mentioned(in: caption, classes: classes, synonyms: synonyms)
-        self = named.contains(predicted) ? .consistent : (named.isEmpty ? .noClass : .inconsistent)
-    }
-}

@@ -18,7 +18,7 @@ public struct StageSettings: Sendable, Equatable {
     }
 }
 
-public final class Stage<Item>: @unchecked Sendable {
+public final class Stage<Item: Sendable>: @unchecked Sendable {
     public let name: String
     public let settings: StageSettings
     public let queue: BoundedQueue<Item>

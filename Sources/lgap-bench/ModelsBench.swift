@@ -13,18 +13,6 @@ let modelSuites: [String: [String]] = [
     "captioner": ["blip-pack-beam3", "blip-base-beam3"],
 ]
 
-/// The repository: the nearest folder above the executable (or the working directory) with Package.swift.
-func repoRoot() -> String {
-    for start in [URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath(), URL(fileURLWithPath: FileManager.default.currentDirectoryPath + "/x")] {
-        var dir = start.deletingLastPathComponent()
-        while dir.path != "/" {
-            if FileManager.default.fileExists(atPath: dir.appendingPathComponent("Package.swift").path) { return dir.path }
-            dir = dir.deletingLastPathComponent()
-        }
-    }
-    return FileManager.default.currentDirectoryPath
-}
-
 /// Times one case in this process and returns (median seconds, peak RSS KiB); with `check`, also
 /// writes the case's inputs and lgap's output there (safetensors) so the PyTorch side can run the same
 /// inputs and report the difference.

@@ -7,7 +7,9 @@
 import Foundation
 import ImageIO
 import Models
-import Stages
+import Digest
+import JobModel
+import JobProcessing
 import Tensor
 
 func runPipelineBench(images count: Int, batch: Int, threads: Int, python: String, seed: UInt64, peakGFLOPs: Double) throws {
@@ -25,7 +27,7 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     let processor = JobProcessor(pack: pack, options: ProcessorOptions(keepPurified: false))
     func items(_ range: Range<Int>) -> [JobItem] {
         range.map { i in
-            JobItem(id: "b\(i)", input: blobs[i], format: "auto", parameters: pack.parameters(seed: seed + UInt64(i)), receivedAt: Date())
+            JobItem(id: "b\(i)", input: blobs[i], format: nil, parameters: pack.parameters(seed: seed + UInt64(i)), inputSHA256: SHA256.hex(blobs[i]))
         }
     }
     _ = processor.run(items(0..<min(batch, count)))
@@ -34,16 +36,16 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     let t0 = Date()
     for start in stride(from: 0, to: count, by: batch) {
         var b = items(start..<min(count, start + batch))
-        for (name, stage) in [("decode", processor.decode), ("caption", processor.caption), ("purify", processor.purify), ("classify", processor.classify)] {
+        for stage in StageName.allCases {
             let t = Date()
-            b = stage(b)
-            seconds[name]! += Date().timeIntervalSince(t)
+            b = processor.run(stage, b)
+            seconds[stage.rawValue, default: 0] += Date().timeIntervalSince(t)
         }
         ours += b
     }
     let oursTotal = Date().timeIntervalSince(t0)
     let failed = ours.filter { !$0.ok }
-    guard failed.isEmpty else { throw BenchError.reference("lgap failed \(failed.count) jobs: \(failed[0].failure!)") }
+    if let f = failed.first { throw BenchError.reference("lgap failed \(failed.count) jobs: \(f.failure.map { "\($0)" } ?? "")") }
 
     // The reference, same files in the same order.
     let list = work + "/files.txt"
@@ -66,7 +68,7 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     print("| stage | lgap ms/img | PyTorch ms/img | lgap/PyTorch speed | GFLOP/img | lgap GFLOP/s | % of \(Int(peakGFLOPs)) GFLOP/s peak |")
     print("|---|---|---|---|---|---|---|")
     for name in ["decode", "caption", "purify", "classify"] {
-        let o = seconds[name]! / n, t = (tStages[name] ?? .nan) / n
+        let o = (seconds[name] ?? 0) / n, t = (tStages[name] ?? .nan) / n
         let g = (flops[name] ?? 0) / 1e9
         let rate = g > 0 ? g / o : .nan
         print(String(format: "| %@ | %.2f | %.2f | %.2f× | %@ | %@ | %@ |", name, o * 1000, t * 1000, t / o,

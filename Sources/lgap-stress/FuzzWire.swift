@@ -1,19 +1,22 @@
 // lgap-stress fuzz-wire: sends many malformed or mutated messages to a running lgapd in router mode
 // and checks that each gets an acknowledgement (every refusal carrying a reason), that the daemon
 // stays up, that its memory stays bounded, and that it still processes a good job at the end.
+import ArgumentParser
 import Foundation
+import JobModel
 import LGAPFuzzSupport
 import Messaging
 import Provenance
+import ServiceHarness
 
-struct FuzzWireOptions {
-    var messages = 100_000
-    var images: [[UInt8]]
-    var lgapd: String
-    var pack: String?
-    var workdir: String
-    var port = 29555
-    var seed: UInt64 = 1
+struct FuzzWire: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "fuzz-wire",
+                                                    abstract: "Malformed and mutated messages: every one answered with a reason, lgapd alive.")
+    @OptionGroup var common: Common
+    @Option(help: "Messages to send.") var messages = 100_000
+    @Option(help: "Mutation seed.") var seed: UInt64 = 1
+
+    func run() throws { try runFuzzWire(self) }
 }
 
 /// One malformed message: frames built from valid pieces by one of several mutation kinds.
@@ -50,14 +53,13 @@ func malformedMessage(_ g: inout SplitMix, images: [[UInt8]], index: Int) -> [[U
     }
 }
 
-func runFuzzWire(_ o: FuzzWireOptions) throws {
-    let db = o.workdir + "/fuzz.sqlite"
-    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
-    let ingest = "tcp://127.0.0.1:\(o.port)", results = "tcp://127.0.0.1:\(o.port + 1)"
-    var args = ["--db", db, "--ingest", ingest, "--results", results, "--ingest-mode", "router", "--log-level", "error"]
-    if let pack = o.pack { args += ["--pack", pack] }
-    let daemon = DaemonRunner(binary: o.lgapd, arguments: args, logPath: o.workdir + "/fuzz-lgapd.log")
+func runFuzzWire(_ o: FuzzWire) throws {
+    let images = try o.common.loadImages()
+    var options = DaemonProcess.Options(mode: "router", pack: o.common.packFolder)
+    options.sections = ["daemon": ["log_level": "\"error\""]]
+    let daemon = try DaemonProcess(directory: try o.common.folder("fuzz-wire"), options: options)
     try daemon.start()
+    let db = daemon.database, ingest = daemon.ingestEndpoint
     let context = try ZMQContext()
     let dealer = try ZMQSocket(context, .dealer)
     try dealer.connect(ingest)
@@ -68,38 +70,38 @@ func runFuzzWire(_ o: FuzzWireOptions) throws {
     // `messages` counts messages actually sent (a generated message with no frames is skipped).
     var i = 0, generated = 0
     while i < o.messages {
-        let frames = malformedMessage(&g, images: o.images, index: generated)
+        let frames = malformedMessage(&g, images: images, index: generated)
         generated += 1
         if frames.isEmpty { continue }
         defer { i += 1 }
         try dealer.send(frames, timeoutMs: 5000)
         guard let reply = try dealer.receive(timeoutMs: 10_000), let ack = reply.frames.last.flatMap(Ack.decode) else {
             unanswered += 1
-            if daemon.pid == nil { throw StressError("lgapd died at message \(i); see \(daemon.logPath)") }
+            if !daemon.isRunning { throw StressError("lgapd died at message \(i); see \(daemon.stderrPath)") }
             continue
         }
         statuses[ack.status.rawValue, default: 0] += 1
         if ack.status == .rejected {
-            if let r = ack.reason { reasons[r, default: 0] += 1 } else { noReason += 1 }
+            if let r = ack.reason { reasons[r.rawValue, default: 0] += 1 } else { noReason += 1 }
         }
-        if i % 1000 == 0 { maxRSS = max(maxRSS, daemon.rssKiB ?? 0) }
+        if i % 1000 == 0 { maxRSS = max(maxRSS, daemon.memoryKiB?.rss ?? 0) }
         if i % 20000 == 0 && i > 0 { print("\(i) messages, \(Int(Double(i) / Date().timeIntervalSince(t0))) msg/s, RSS \(maxRSS / 1024) MiB") }
     }
     // A good job still goes through.
-    try dealer.send([Array(#"{"id":"fuzz-final-good"}"#.utf8), o.images[0]], timeoutMs: 5000)
+    try dealer.send([Array(#"{"id":"fuzz-final-good"}"#.utf8), images[0]], timeoutMs: 5000)
     let finalAck = try dealer.receive(timeoutMs: 10_000).flatMap { $0.frames.last.flatMap(Ack.decode) }
     Thread.sleep(forTimeInterval: 2)
-    let exit = daemon.terminate()
-    let store = try JobStore(readingAt: db)
+    let exit = daemon.terminate() ?? -1
+    let store = try StoreLocation(db).openForQueries()
     let finalRow = try store.job("fuzz-final-good")
     let report: [String: Any] = [
         "messages": o.messages, "acks": statuses, "rejected_by_reason": reasons, "rejected_without_reason": noReason,
         "unanswered": unanswered, "max_rss_mib": maxRSS / 1024, "seconds": Int(Date().timeIntervalSince(t0)),
-        "final_good_job": finalRow?.status ?? "missing", "final_ack": finalAck?.status.rawValue ?? "none",
+        "final_good_job": finalRow?.status.rawValue ?? "missing", "final_ack": finalAck?.status.rawValue ?? "none",
         "daemon_exit_status": Int(exit), "integrity_check": try store.integrityCheck(),
     ]
-    print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
-    if unanswered > 0 || noReason > 0 || finalRow?.status != "done" || exit != 0 {
+    try printReport(report)
+    if unanswered > 0 || noReason > 0 || finalRow?.status != .done || exit != 0 {
         throw StressError("fuzz-wire FAILED")
     }
     print("fuzz-wire passed: \(o.messages) messages, every one answered, every refusal with a reason, lgapd alive and exited 0")

@@ -2,35 +2,36 @@
 // lgapd's RSS and the stages' queue depths, then checks that every message a producer managed to send
 // was done (pull-mode producers block instead of losing jobs) and that memory stayed under the bound
 // the configuration implies.
-import CZeroMQ
+import ArgumentParser
 import Foundation
 import ImageIO
 import Messaging
 import Provenance
+import ServiceHarness
 
-struct OverloadOptions {
-    var seconds: Double = 300
-    var images: [[UInt8]]
-    var lgapd: String
-    var pack: String?
-    var workdir: String
-    var port = 30555
-    var producers = 2
+struct Overload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Producers push far faster than the pipeline: nothing sent is lost, queues stay within capacity, RSS within bound.")
+    @OptionGroup var common: Common
+    @Option(help: "Seconds of overload.") var seconds: Double = 300
+    @Option(help: "Producers.") var producers = 2
+
+    func run() throws { try runOverload(self) }
 }
 
-func runOverload(_ o: OverloadOptions) throws {
-    let db = o.workdir + "/overload.sqlite"
-    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
-    let ingest = "tcp://127.0.0.1:\(o.port)", results = "tcp://127.0.0.1:\(o.port + 1)"
-    var args = ["--db", db, "--ingest", ingest, "--results", results, "--ingest-mode", "pull", "--log-level", "warning"]
-    if let pack = o.pack { args += ["--pack", pack] }
+func runOverload(_ o: Overload) throws {
+    let images = try o.common.loadImages()
+    var options = DaemonProcess.Options(mode: "pull", pack: o.common.packFolder)
+    options.sections = ["daemon": ["log_level": "\"warning\""]]
+    let daemon = try DaemonProcess(directory: try o.common.folder("overload"), options: options)
     let context = try ZMQContext()
     // The producers' unthrottled rate: the same pushes into a sink that drains as fast as it can, so
     // the report can say how much faster than the pipeline they offer work.
-    let offeredRate = try measureProducerRate(context: context, endpoint: "tcp://127.0.0.1:\(o.port + 2)", images: o.images)
-    let daemon = DaemonRunner(binary: o.lgapd, arguments: args, logPath: o.workdir + "/overload-lgapd.log")
+    let sinkPort = try DaemonProcess.freePorts().0
+    let offeredRate = try measureProducerRate(context: context, endpoint: "tcp://127.0.0.1:\(sinkPort)", images: images)
     try daemon.start()
-    let baseRSS = daemon.rssKiB ?? 0
+    let db = daemon.database, ingest = daemon.ingestEndpoint
+    let baseRSS = daemon.memoryKiB?.rss ?? 0
     let sent = Shared(0)
     let stop = Shared(false)
     let done = DispatchGroup()
@@ -43,17 +44,14 @@ func runOverload(_ o: OverloadOptions) throws {
             defer { done.leave() }
             guard let push = try? ZMQSocket(context, .push) else { return }
             sockets.with { $0.append(push) }
-            try? push.set(ZMQ_SNDHWM, Int32(16))
-            // A small kernel send buffer: what a producer has "sent" is then within reach of the
-            // daemon's queues, so the drain after the run is short.
-            try? push.set(ZMQ_SNDBUF, Int32(16384))
+            try? push.setSendHighWaterMark(16)
             try? push.connect(ingest)
             var n = 0
             while !stop.get {
                 let id = "ov-\(p)-\(n)"
                 do {
                     // Blocking send with a timeout: when lgapd is full this blocks (backpressure).
-                    try push.send([Array(#"{"id":"\#(id)"}"#.utf8), o.images[n % o.images.count]], timeoutMs: 500)
+                    try push.send([Array(#"{"id":"\#(id)"}"#.utf8), images[n % images.count]], timeoutMs: 500)
                     n += 1
                     sent.with { $0 += 1 }
                 } catch {}
@@ -65,7 +63,7 @@ func runOverload(_ o: OverloadOptions) throws {
     let t0 = Date()
     while Date().timeIntervalSince(t0) < o.seconds {
         Thread.sleep(forTimeInterval: 1)
-        let rss = daemon.rssKiB ?? 0
+        let rss = daemon.memoryKiB?.rss ?? 0
         maxRSS = max(maxRSS, rss)
         // The models' working buffers at full micro-batches, thread stacks, allocator arenas and SQLite's
         // cache are in place after a minute of full load.
@@ -79,21 +77,21 @@ func runOverload(_ o: OverloadOptions) throws {
     let deadline = Date(timeIntervalSinceNow: 1800)
     var counts: [String: Int] = [:]
     while Date() < deadline {
-        counts = try JobStore(readingAt: db).counts()
+        counts = try StoreLocation(db).openForQueries().counts()
         if (counts["done"] ?? 0) + (counts["rejected"] ?? 0) + (counts["failed"] ?? 0) >= totalSent { break }
         Thread.sleep(forTimeInterval: 1)
     }
     let drained = Date()
     for socket in sockets.get { socket.close() }
-    let exit = daemon.terminate()
-    let store = try JobStore(readingAt: db)
+    let exit = daemon.terminate() ?? -1
+    let store = try StoreLocation(db).openForQueries()
     let stats = try store.stageStats()
     let overCapacity = stats.filter { $0.highWater > $0.capacity }
     // The memory bound: warm RSS + every slot that can hold a job at once (each queue's capacity, one
     // micro-batch of up to 8 in each stage, the ingest socket's receive buffer, [ingest] high_water_mark = 64 by default) × the largest
     // item (its bytes + decoded RGB + float32 tensor) + 64 MiB for SQLite's page cache, WAL and
     // allocator slack.
-    let largest = o.images.map { bytes -> Int in
+    let largest = images.map { bytes -> Int in
         let pixels = (try? ImageCodec.dimensions(bytes)).map { $0.width * $0.height } ?? 0
         return bytes.count + pixels * 3 + pixels * 3 * 4
     }.max() ?? 0
@@ -111,7 +109,7 @@ func runOverload(_ o: OverloadOptions) throws {
         "queues": stats.map { ["stage": $0.stage, "capacity": $0.capacity, "high_water": $0.highWater] },
         "daemon_exit_status": Int(exit),
     ]
-    print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+    try printReport(report)
     let lost = totalSent - (counts["done"] ?? 0) - (counts["rejected"] ?? 0) - (counts["failed"] ?? 0)
     if lost != 0 || !overCapacity.isEmpty || maxRSS > boundKiB { throw StressError("overload FAILED: \(lost) lost, queues over capacity: \(overCapacity.map(\.stage)), max RSS \(maxRSS / 1024) MiB vs bound \(boundKiB / 1024) MiB") }
     print("overload passed: \(totalSent) sent in \(Int(elapsed)) s, none lost, queues within capacity, max RSS \(maxRSS / 1024) MiB")
@@ -127,7 +125,7 @@ func measureProducerRate(context: ZMQContext, endpoint: String, images: [[UInt8]
     }
     drainer.start()
     let push = try ZMQSocket(context, .push)
-    try push.set(ZMQ_SNDHWM, Int32(16))
+    try push.setSendHighWaterMark(16)
     try push.connect(endpoint)
     var n = 0
     let t0 = Date()

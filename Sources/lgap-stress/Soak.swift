@@ -1,47 +1,46 @@
 // lgap-stress soak: streams jobs in router mode while lgapd is killed with SIGKILL at random
 // moments and restarted; then checks that every acknowledged job was done exactly once, that no
 // result was published twice, and that SQLite's integrity_check is ok.
-import CZeroMQ
+import ArgumentParser
 import Foundation
+import JobModel
 import Messaging
 import Provenance
+import ServiceHarness
 
-struct SoakOptions {
-    var jobs = 1000
-    var kills = 20
-    var minGap: Double = 0.3
-    var maxGap: Double = 1.5
-    var images: [[UInt8]]
-    var lgapd: String
-    var pack: String?
-    var workdir: String
-    var port = 28555
-    /// Producer pace (jobs per second), so the kills land while jobs stream.
-    var rate: Double = 20
-    var maxAttempts = 100  // the configuration's maximum
+struct Soak: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Router-mode stream under random SIGKILLs: every acked job done exactly once.")
+    @OptionGroup var common: Common
+    @Option(help: "Jobs to send.") var jobs = 1000
+    @Option(help: "SIGKILLs (at least).") var kills = 20
+    @Option(help: "Producer pace, jobs per second (so the kills land while jobs stream).") var rate: Double = 20
+    @Option(help: "max_attempts for the daemon (kills every 0.3–1.5 s make innocent jobs suspects far more often than real crashes).")
+    var maxAttempts = 100
+    var minGap: Double { 0.3 }
+    var maxGap: Double { 1.5 }
+
+    func run() throws { try runSoak(self) }
 }
 
-func runSoak(_ o: SoakOptions) throws {
-    let db = o.workdir + "/soak.sqlite"
-    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: db + suffix) }
-    let ingest = "tcp://127.0.0.1:\(o.port)", results = "tcp://127.0.0.1:\(o.port + 1)"
-    // The poison-job limit (max_attempts, 3 by default) counts starts that died with the daemon. Kills
-    // every 0.3–1.5 s land while a job is in flight far more often than any real crash would, so here it
-    // is raised: this program tests that no acknowledged job is lost or done twice; the limit itself is
-    // tested by MaxAttemptsTests. The report still counts jobs started more than 3 times.
-    let config = o.workdir + "/soak.toml"
-    try "[pipeline]\nmax_attempts = \(o.maxAttempts)\n".write(toFile: config, atomically: true, encoding: .utf8)
-    var args = ["--config", config, "--db", db, "--ingest", ingest, "--results", results, "--ingest-mode", "router", "--log-level", "warning"]
-    if let pack = o.pack { args += ["--pack", pack] }
-    let daemon = DaemonRunner(binary: o.lgapd, arguments: args, logPath: o.workdir + "/soak-lgapd.log")
+func runSoak(_ o: Soak) throws {
+    let images = try o.common.loadImages()
+    var options = DaemonProcess.Options(mode: "router", pack: o.common.packFolder)
+    // Every kill makes the jobs in flight suspects (no crash journal after SIGKILL); they run alone next
+    // and count an attempt only if the daemon dies again while they do. The kills here are far denser than
+    // any real crash, so the limit is raised: this program tests that no acknowledged job is lost or done
+    // twice; the limit itself is tested by PoisonTests.
+    options.sections = ["pipeline": ["max_attempts": "\(o.maxAttempts)"], "daemon": ["log_level": "\"warning\""]]
+    let daemon = try DaemonProcess(directory: try o.common.folder("soak"), options: options)
     try daemon.start()
+    let db = daemon.database
+    let ingest = daemon.ingestEndpoint, results = daemon.resultsEndpoint
     let context = try ZMQContext()
 
     // Results: count every id received (a duplicate is a failure).
     let received = Shared<[String: Int]>([:])
     let stop = Shared(false)
     let sub = try ZMQSocket(context, .sub)
-    try sub.set(ZMQ_SUBSCRIBE, string: "result")
+    try sub.subscribe(topic: "result")
     try sub.connect(results)
     let subscriber = Thread {
         while true {
@@ -73,7 +72,7 @@ func runSoak(_ o: SoakOptions) throws {
             if due > Date() { Thread.sleep(until: due) }
             let id = String(format: "soak-%06d", n)
             let header = Array(#"{"id":"\#(id)"}"#.utf8)
-            let image = o.images[n % o.images.count]
+            let image = images[n % images.count]
             while true {
                 guard let d = dealer else { dealer = fresh(); continue }
                 do {
@@ -98,33 +97,32 @@ func runSoak(_ o: SoakOptions) throws {
         let finished = producerDone.wait(timeout: .now() + Double.random(in: o.minGap...o.maxGap)) == .success
         if finished && kills >= o.kills { break }
         if finished { producerDone.signal() }  // keep the signal for the next check
-        daemon.kill9()
+        daemon.kill()
         kills += 1
-        try daemon.start()
+        try daemon.start(samePorts: true)
     }
     // Let the last start finish every accepted job.
     let deadline = Date(timeIntervalSinceNow: 600)
     var pending = Int.max
     while Date() < deadline {
-        let store = try JobStore(readingAt: db)
-        let counts = try store.counts()
+        let counts = try StoreLocation(db).openForQueries().counts()
         pending = (counts["accepted"] ?? 0) + (counts["processing"] ?? 0)
         if pending == 0 { break }
         Thread.sleep(forTimeInterval: 0.5)
     }
     Thread.sleep(forTimeInterval: 1)
-    let exit = daemon.terminate()
+    let exit = daemon.terminate() ?? -1
     stop.with { $0 = true }
     Thread.sleep(forTimeInterval: 0.3)
 
-    let store = try JobStore(readingAt: db)
+    let store = try StoreLocation(db).openForQueries()
     var lost: [String] = [], notDone: [String] = []
     var attemptsOver1 = 0, attemptsOver3 = 0
     let ackedIDs = acked.get
     for id in ackedIDs.keys.sorted() {
         guard let row = try store.job(id) else { lost.append(id); continue }
-        if row.status != "done" { notDone.append("\(id):\(row.status)") }
-        if row.attempts > 1 { attemptsOver1 += 1 }
+        if row.status != .done { notDone.append("\(id):\(row.status.rawValue)") }
+        if row.attempts > 0 { attemptsOver1 += 1 }
         if row.attempts > 3 { attemptsOver3 += 1 }
     }
     let got = received.get
@@ -132,11 +130,11 @@ func runSoak(_ o: SoakOptions) throws {
     let integrity = try store.integrityCheck()
     let report: [String: Any] = [
         "jobs_sent": o.jobs, "jobs_acked": ackedIDs.count, "acks": Dictionary(grouping: ackedIDs.values, by: { $0 }).mapValues(\.count),
-        "kills": kills, "daemon_starts": daemon.starts, "resends": resends.get, "lost": lost.count, "not_done": notDone.count,
-        "jobs_reprocessed_after_kill": attemptsOver1, "jobs_started_more_than_3_times": attemptsOver3, "max_attempts": o.maxAttempts, "results_received": got.count, "results_duplicated": duplicates.count,
+        "kills": kills, "daemon_starts": daemon.launches, "resends": resends.get, "lost": lost.count, "not_done": notDone.count,
+        "jobs_run_alone_after_a_kill_that_died_again": attemptsOver1, "jobs_with_more_than_3_attempts": attemptsOver3, "max_attempts": o.maxAttempts, "results_received": got.count, "results_duplicated": duplicates.count,
         "integrity_check": integrity, "final_exit_status": Int(exit),
     ]
-    print(String(decoding: try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted]), as: UTF8.self))
+    try printReport(report)
     if !lost.isEmpty || !notDone.isEmpty || !duplicates.isEmpty || integrity != "ok" || ackedIDs.count != o.jobs || kills < o.kills {
         throw StressError("soak FAILED: lost \(lost.prefix(5)), not done \(notDone.prefix(5)), duplicated results \(duplicates.prefix(5))")
     }

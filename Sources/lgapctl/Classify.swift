@@ -2,6 +2,7 @@
 import ArgumentParser
 import Foundation
 import ImageIO
+import Locations
 import Models
 import Tensor
 
@@ -30,7 +31,7 @@ struct Classify: ParsableCommand {
     }
 
     func run() throws {
-        let packDir = pack ?? PackLocator.defaultPack()
+        let packDir = pack ?? Locations.pack
         let classifier: ImageClassifier
         do {
             classifier = try ImageClassifier(folder: (packDir as NSString).appendingPathComponent("classifier"))

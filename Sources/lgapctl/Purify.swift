@@ -1,10 +1,13 @@
 // lgapctl purify: the whole pipeline offline (decode → caption → purify → classify), one JSON line
 // per image — exactly the stages lgapd runs, without the daemon.
 import ArgumentParser
+import Digest
 import Foundation
 import ImageIO
+import JobModel
+import JobProcessing
+import Locations
 import Models
-import Stages
 import Tensor
 
 struct Purify: ParsableCommand {
@@ -32,7 +35,7 @@ struct Purify: ParsableCommand {
 
     func run() throws {
         Engine.threads = threads
-        let packDir = pack ?? PackLocator.defaultPack()
+        let packDir = pack ?? Locations.pack
         let loaded: Pack
         do { loaded = try Pack(folder: packDir) } catch { throw ValidationError("cannot load pack \(packDir): \(error)") }
         let processor = JobProcessor(pack: loaded, options: ProcessorOptions(keepPurified: savePurified != nil, purify: !noPurify, emptyCaption: emptyCaption))
@@ -50,8 +53,9 @@ struct Purify: ParsableCommand {
                 let params = loaded.parameters(strength: strength, steps: steps, guidance: guidance, eta: eta, ensemble: ensemble,
                                                seed: seed ?? UInt64.random(in: 0..<(1 << 31)))
                 let bytes = FileManager.default.contents(atPath: f).map { [UInt8]($0) } ?? []
-                let item = JobItem(id: URL(fileURLWithPath: f).lastPathComponent, input: bytes, format: "auto", parameters: params, receivedAt: Date())
-                if bytes.isEmpty { item.failure = ("rejected", "unreadable", "cannot read \(f) (missing or empty)") }
+                let item = JobItem(id: URL(fileURLWithPath: f).lastPathComponent, input: bytes, format: nil, parameters: params,
+                                   inputSHA256: SHA256.hex(bytes))
+                if bytes.isEmpty { item.failure = .rejected(.unreadable, "cannot read \(f) (missing or empty)") }
                 items.append((f, item))
             }
             _ = processor.run(items.map(\.1))
@@ -60,15 +64,15 @@ struct Purify: ParsableCommand {
                     let name = URL(fileURLWithPath: f).deletingPathExtension().lastPathComponent + ".purified.png"
                     try Data(png).write(to: URL(fileURLWithPath: dir).appendingPathComponent(name))
                 }
-                var o = ResultMessage.object(item, stages: processor.stages)
+                var o = item.result(stages: processor.stages).jsonObject
                 o["file"] = f
                 o.removeValue(forKey: "id")
                 if json {
                     Output.jsonLine(o)
                 } else if let fail = item.failure {
-                    print("\(f)\t\(fail.status): \(fail.reason)\t-\t-\t\(fail.message)")
+                    Output.line("\(f)\t\(fail.status.rawValue): \(fail.reason.rawValue)\t-\t-\t\(fail.message)")
                 } else {
-                    print("\(f)\t\(item.prediction?.label ?? "-")\t\(String(format: "%.4f", item.prediction?.confidence ?? 0))\t\(item.consistency?.rawValue ?? "-")\t\(item.caption?.text ?? "")")
+                    Output.line("\(f)\t\(item.prediction?.label ?? "-")\t\(String(format: "%.4f", item.prediction?.confidence ?? 0))\t\(item.consistency?.rawValue ?? "-")\t\(item.caption?.text ?? "")")
                 }
             }
             done += group.count

@@ -1,8 +1,8 @@
 // lgapctl submit: sends image files to lgapd over ZeroMQ (pull or router mode), optionally waiting
 // for their results on the PUB socket.
 import ArgumentParser
-import CZeroMQ
 import Foundation
+import JobModel
 import Messaging
 
 struct Submit: ParsableCommand {
@@ -64,13 +64,13 @@ struct Submit: ParsableCommand {
         var sub: ZMQSocket? = nil
         if wait {
             sub = try ZMQSocket(context, .sub)
-            if let serverKey, let keys { try sub!.makeCurveClient(serverKey: serverKey, keys: keys) }
-            try sub!.set(ZMQ_SUBSCRIBE, string: "result")
-            try sub!.connect(results)
+            if let serverKey, let keys { try sub?.setCurveClient(serverKey: serverKey, keys: keys) }
+            try sub?.subscribe(topic: "result")
+            try sub?.connect(results)
             Thread.sleep(forTimeInterval: 0.3)  // let the subscription reach the publisher
         }
         let sock = try ZMQSocket(context, mode == "router" ? .dealer : .push)
-        if let serverKey, let keys { try sock.makeCurveClient(serverKey: serverKey, keys: keys) }
+        if let serverKey, let keys { try sock.setCurveClient(serverKey: serverKey, keys: keys) }
         try sock.connect(endpoint)
         var pending: [String: String] = [:]  // id → file, until its result arrives
         var counts: [String: Int] = [:]
@@ -109,7 +109,7 @@ struct Submit: ParsableCommand {
                       let obj = try? JSONSerialization.jsonObject(with: Data(msg.frames[1])) as? [String: Any],
                       let id = obj["id"] as? String, let file = pending.removeValue(forKey: id) else { continue }
                 if json { Output.jsonLine(obj.merging(["file": file]) { old, _ in old }) } else {
-                    print("\(id)\t\(obj["status"] ?? "")\t\(obj["label"] ?? obj["reason"] ?? "")\t\(obj["caption"] ?? "")")
+                    Output.line("\(id)\t\(obj["status"] ?? "")\t\(obj["label"] ?? obj["reason"] ?? "")\t\(obj["caption"] ?? "")")
                 }
             }
             if !pending.isEmpty { Output.stderr("\(pending.count) result(s) did not arrive within \(Int(timeout)) s") }
@@ -123,11 +123,11 @@ struct Submit: ParsableCommand {
         if wait && ack.status == .accepted { return }
         if json {
             var o: [String: Any] = ["file": file, "id": ack.id, "status": ack.status.rawValue]
-            if let r = ack.reason { o["reason"] = r }
+            if let r = ack.reason { o["reason"] = r.rawValue }
             if let m = ack.message { o["message"] = m }
             Output.jsonLine(o)
         } else {
-            print("\(file)\t\(ack.id)\t\(ack.status.rawValue)\(ack.reason.map { "\t" + $0 } ?? "")")
+            Output.line("\(file)\t\(ack.id)\t\(ack.status.rawValue)\(ack.reason.map { "\t" + $0.rawValue } ?? "")")
         }
     }
 
@@ -160,16 +160,14 @@ enum KeyFile {
 struct Keygen: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Make a CURVE key pair (Z85) for lgapd or a producer.")
 
-    @Option(help: "Write the pair to this file (mode 600) and print only the public key.")
+    @Option(help: "Write the pair to this new file (created 0600; never overwritten, never through a link) and print only the public key.")
     var output: String?
 
     func run() throws {
         let k = try CurveKeyPair.generate()
         let text = "public-key: \(k.publicKey)\nsecret-key: \(k.secretKey)\n"
         if let output {
-            guard FileManager.default.createFile(atPath: output, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600]) else {
-                throw ValidationError("cannot write \(output)")
-            }
+            try SafeFile.write(Array(text.utf8), to: output, replacing: false, mode: 0o600)
             print(k.publicKey)
         } else {
             print(text, terminator: "")

@@ -1,10 +1,11 @@
 // A tiny random pack with exactly the paper's layout (docs/packs/sd15-blip): SD 1.5's diffusers
 // folders (Tests/Fixtures/diffusion/sd15-tiny), a BLIP captioning folder (Tests/Fixtures/blip/model),
 // a classifier folder and pack.json from the template — loaded by Pack and run through every stage.
+import Digest
 import Foundation
+import JobProcessing
 import ImageIO
 @testable import Models
-import Stages
 import TestSupport
 import XCTest
 
@@ -28,16 +29,17 @@ final class SDPackLayoutTests: XCTestCase {
         try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: dir + "/pack.json"))
 
         let pack = try Pack(folder: dir)
-        XCTAssertEqual(pack.stages, ["decode", "caption", "purify", "classify"])
         XCTAssertNotNil(pack.purifier?.vae, "the latent pack loads its VAE")
         let processor = JobProcessor(pack: pack, options: ProcessorOptions())
-        let png = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/rgb.png")))
-        let item = JobItem(id: "layout", input: [UInt8](png), format: "auto", parameters: pack.parameters(seed: 3), receivedAt: Date())
+        XCTAssertEqual(processor.stages, [.decode, .caption, .purify, .classify])
+        let png = [UInt8](try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("images/rgb.png"))))
+        let item = JobItem(id: "layout", input: png, format: nil, parameters: pack.parameters(seed: 3), inputSHA256: SHA256.hex(png))
         _ = processor.run([item])
         XCTAssertNil(item.failure.map { "\($0)" })
-        XCTAssertEqual(item.stagesRun, ["decode", "caption", "purify", "classify"])
-        let image = try XCTUnwrap(item.image)
-        XCTAssertEqual(item.purified.map { [$0.width, $0.height] }, [[image.width, image.height]], "purified back at the input's size")
+        XCTAssertEqual(item.stagesRun, [.decode, .caption, .purify, .classify])
+        let input = try ImageCodec.decode(png)
+        let purified = try ImageCodec.decode(try XCTUnwrap(item.purifiedPNG))
+        XCTAssertEqual([purified.width, purified.height], [input.width, input.height], "purified back at the input's size")
         XCTAssertNotNil(item.caption)
         XCTAssertNotNil(item.prediction)
     }

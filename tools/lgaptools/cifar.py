@@ -16,8 +16,9 @@ from PIL import Image
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("LGAP_SHARED", REPO.parent / "shared"))
+from . import locations
+
+SHARED = locations.data_root()
 ARCHIVES = {"train": "train.tar.gz", "test": "test-dev.tar.gz"}
 
 
@@ -30,8 +31,8 @@ def archive_path(split):
         raise DataError(f"unknown split {split!r}; expected one of {sorted(ARCHIVES)}")
     path = SHARED / "data" / "cifar10" / ARCHIVES[split]
     if not path.is_file():
-        raise DataError(f"CIFAR-10 archive missing: {path} (expected ../shared/data/cifar10 beside the repo, "
-                        f"or set LGAP_SHARED)")
+        raise DataError(f"CIFAR-10 archive missing: {path} (set LGAP_DATA to a folder laid out like "
+                        f"../shared)")
     return path
 
 
@@ -44,7 +45,7 @@ def _sha256(path):
 
 
 def cache_dir():
-    d = Path(os.environ.get("LGAP_CACHE", Path.home() / ".cache" / "lgap"))
+    d = locations.cache_dir()
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -105,6 +105,19 @@ public final class DiffusionPurifier: Sendable {
     /// requests must share the schedule (strength, steps, guidance, eta, ensemble) and image size;
     /// `canBatch` says whether two do.
     public func purify(_ requests: [PurificationRequest], progress: (@Sendable () -> Void)? = nil) throws -> [Tensor] {
+        let outputs = try purifyAtModelSize(requests, progress: progress)
+        return zip(requests, outputs).map { r, o in restore(o, height: r.image.shape[2], width: r.image.shape[3]) }
+    }
+
+    /// Purified copies [K, 3, H, W] resized back to an image's own size (what `purify` returns), one
+    /// copy or all at once: the service restores one copy at a time, so a large input never holds K
+    /// full-size float copies.
+    public func restore(_ o: Tensor, height h: Int, width w: Int) -> Tensor {
+        (o.shape[2], o.shape[3]) == (h, w) ? o : clamp(interpolate(o, height: h, width: w, mode: resizeMode), 0, 1)
+    }
+
+    /// As `purify`, but each result stays at the model's working size ([K, 3, mh, mw] in [0, 1]).
+    public func purifyAtModelSize(_ requests: [PurificationRequest], progress: (@Sendable () -> Void)? = nil) throws -> [Tensor] {
         guard let first = requests.first else { return [] }
         for r in requests {
             try validate(r.parameters)
@@ -173,11 +186,7 @@ public final class DiffusionPurifier: Sendable {
         }
         var out = vae.map { $0.decode(latents * (1 / $0.config.scalingFactor)) } ?? latents
         out = clamp(out * Float(0.5) + Float(0.5), 0, 1)
-        return requests.indices.map { i in
-            var o = requests.count == 1 ? out : narrow(out, axis: 0, start: i * k, length: k)
-            if (mh, mw) != (h, w) { o = clamp(interpolate(o, height: h, width: w, mode: resizeMode), 0, 1) }
-            return o
-        }
+        return requests.indices.map { i in requests.count == 1 ? out : narrow(out, axis: 0, start: i * k, length: k) }
     }
 
     /// Whether two requests can share one denoising loop (same schedule and image size; seeds and

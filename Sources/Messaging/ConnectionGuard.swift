@@ -1,0 +1,141 @@
+// Connection control for a bound socket, which libzmq itself does not offer: a cap on concurrent
+// peer connections (the memory libzmq may buffer for us is per connection), and a graceful end of
+// intake that loses no message already on the wire.
+//
+// Both work on the connection's file descriptor, which the socket monitor reports: `shutdown(2)` on
+// it (never close: libzmq owns the descriptor and closes it itself once it sees the end of the
+// stream). Before touching a descriptor the guard checks that it is still a stream socket whose
+// local address is the bound endpoint's, so a number libzmq already closed and the kernel reused is
+// never shut down by mistake.
+//
+// Drain (SIGTERM in pull mode): `shutdown(fd, SHUT_WR)` sends our FIN on every connection. The peer's
+// libzmq sees the end of the stream, stops writing and closes; whatever it had already written still
+// arrives and is read (our read side stays open) until its FIN. A message still in its queue stays
+// there (a connecting PUSH keeps its queue across reconnects) and is sent to lgapd after restart.
+// Connections accepted while draining are shut before their handshake completes, so they carry no
+// message. Once no connection is open and nothing is left to read, closing the socket loses nothing.
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class ConnectionGuard: @unchecked Sendable {
+    public let monitor: SocketMonitor
+    /// The bound endpoint's local address ("tcp://127.0.0.1:5555" → 127.0.0.1:5555; ipc: the path).
+    private let localAddress: String
+    public let maxConnections: Int
+    private(set) public var open: Set<Int32> = []
+    private(set) public var draining = false
+    /// Connections closed because the cap was reached.
+    private(set) public var refused = 0
+    public var onRefused: ((Int) -> Void)?
+
+    /// Connecting sockets: the descriptor's peer (not local) address is the endpoint's.
+    private let connecting: Bool
+
+    /// `endpoint`: the address the socket bound (its last endpoint) or connects to.
+    public init(socket: ZMQSocket, context: ZMQContext, endpoint: String, connecting: Bool, maxConnections: Int) throws {
+        monitor = try socket.monitor(context)
+        localAddress = Self.address(ofEndpoint: endpoint)
+        self.connecting = connecting
+        self.maxConnections = maxConnections
+    }
+
+    /// Handles every event waiting on the monitor (call from the socket's thread).
+    public func pump() throws {
+        while let (event, _) = try monitor.next(timeoutMs: 0) {
+            switch event {
+            case .accepted(let fd), .connected(let fd):
+                open.insert(fd)
+                if draining {
+                    halfClose(fd)
+                } else if open.count > maxConnections {
+                    refused += 1
+                    if owned(fd) { _ = shutdown(fd, Int32(SHUT_RDWR)) }
+                    onRefused?(open.count)
+                }
+            case .disconnected(let fd), .closed(let fd):
+                open.remove(fd)
+            default:
+                break
+            }
+        }
+    }
+
+    /// Starts the graceful end of intake: our FIN on every open connection (and on each new one).
+    public func beginDrain() throws {
+        try pump()
+        draining = true
+        for fd in open { halfClose(fd) }
+    }
+
+    /// No connection is open any more (after `beginDrain`, every peer has closed its side).
+    public var drained: Bool { draining && open.isEmpty }
+
+    private func halfClose(_ fd: Int32) {
+        if owned(fd) { _ = shutdown(fd, Int32(SHUT_WR)) }
+    }
+
+    /// Whether `fd` is still one of this endpoint's connections (a stream socket on our address).
+    private func owned(_ fd: Int32) -> Bool {
+        var type: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0, type == Int32(SOCK_STREAM.rawValue) else { return false }
+        if connecting {
+            // A connection we made: its peer port is the endpoint's (the host may be a name).
+            guard let peer = Self.address(of: fd, peer: true), let port = localAddress.split(separator: ":").last else { return false }
+            return peer.hasSuffix(":" + port) || peer == localAddress
+        }
+        guard let local = Self.address(of: fd, peer: false) else { return false }
+        // A wildcard bind ("0.0.0.0:5555", "[::]:5555") accepts on any local address: compare the port.
+        for wildcard in ["0.0.0.0:", "[::]:"] where localAddress.hasPrefix(wildcard) {
+            return local.hasSuffix(":" + localAddress.dropFirst(wildcard.count))
+        }
+        return local == localAddress
+    }
+
+    static func address(ofEndpoint e: String) -> String {
+        if e.hasPrefix("tcp://") { return String(e.dropFirst(6)) }
+        if e.hasPrefix("ipc://") { return String(e.dropFirst(6)) }
+        return e
+    }
+
+    /// The local (or peer) address of a socket: "host:port" (IPv6 in brackets, as libzmq writes
+    /// endpoints) or an AF_UNIX path.
+    static func address(of fd: Int32, peer: Bool) -> String? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { peer ? getpeername(fd, $0, &len) : getsockname(fd, $0, &len) }
+        }
+        guard rc == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { sin in
+                    var buf = [CChar](repeating: 0, count: Int(INET_ADDRSTRLEN))
+                    var addr = sin.pointee.sin_addr
+                    inet_ntop(AF_INET, &addr, &buf, socklen_t(buf.count))
+                    return "\(String(cString: buf)):\(UInt16(bigEndian: sin.pointee.sin_port))"
+                }
+            }
+        case AF_INET6:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin in
+                    var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+                    var addr = sin.pointee.sin6_addr
+                    inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count))
+                    return "[\(String(cString: buf))]:\(UInt16(bigEndian: sin.pointee.sin6_port))"
+                }
+            }
+        case AF_UNIX:
+            return withUnsafePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr_un.self, capacity: 1) { sun in
+                    withUnsafeBytes(of: sun.pointee.sun_path) { raw in String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self) }
+                }
+            }
+        default:
+            return nil
+        }
+    }
+}

@@ -1,0 +1,196 @@
+// The receive loop: the only thread that touches the ingest socket. Each message goes through the
+// door (Admission); a refusal is recorded and acknowledged with its reason, an admitted job is
+// committed to the store, acknowledged (router mode, after the commit) and announced to the feeder.
+//
+// Backpressure: while max_backlog accepted jobs wait for the pipeline, the loop stops reading, so
+// libzmq's high-water mark and then TCP push back on producers. Acks never block: a peer that does not
+// read them costs only its own acks (counted as undeliverable), never another producer's time.
+//
+// Stopping (pull mode): the connections get our FIN (ConnectionGuard), every message already on the
+// wire is read and committed as accepted, and the socket closes only once every peer has closed its
+// side — messages still queued at a producer stay there for the next start. Router producers resend
+// what was not acknowledged.
+import Digest
+import Foundation
+import JobModel
+import Logging
+import Messaging
+import Provenance
+
+public final class IngestLoop: Service, @unchecked Sendable {
+    public let name = "ingest"
+    let socket: ZMQSocket
+    let connections: ConnectionGuard?
+    let mode: IngestMode
+    let admission: Admission
+    let gate: StoreGate
+    let feeder: Feeder
+    let state: DaemonState
+    let log: Logger
+    let node: String
+    let runID: Int64
+    let maxBacklog: Int
+    let drainTimeout: TimeInterval
+    private let lock = NSLock()
+    private var stopRequested = false
+    private var drainDeadline = Date.distantFuture
+
+    public init(socket: ZMQSocket, connections: ConnectionGuard?, mode: IngestMode, admission: Admission, gate: StoreGate, feeder: Feeder,
+                state: DaemonState, log: Logger, node: String, run: Int64, maxBacklog: Int, drainTimeout: TimeInterval) {
+        self.socket = socket
+        self.connections = connections
+        self.mode = mode
+        self.admission = admission
+        self.gate = gate
+        self.feeder = feeder
+        self.state = state
+        self.log = log
+        self.node = node
+        self.runID = run
+        self.maxBacklog = maxBacklog
+        self.drainTimeout = drainTimeout
+        connections?.onRefused = { [state, log] open in
+            state.refusedConnections.add()
+            log.warning("connection refused: max_connections reached", metadata: ["open": "\(open)"])
+        }
+    }
+
+    public func stop() { lock.lock(); stopRequested = true; lock.unlock() }
+
+    /// Committing what is already on the wire is never cut short by shutdown_timeout_s.
+    public var minimumStopTime: TimeInterval? { drainTimeout + 1 }
+    private var stopping: Bool { lock.lock(); defer { lock.unlock() }; return stopRequested }
+
+    public func run() throws {
+        state.ingestRunning = true
+        defer {
+            state.ingestRunning = false
+            connections?.monitor.close()
+            socket.close()  // this thread owns the socket, so it closes it
+        }
+        let watched = [socket] + (connections.map { [$0.monitor.socket] } ?? [])
+        while !stopping {
+            state.beat()
+            try connections?.pump()
+            // Too many accepted jobs waiting: stop reading until the feeder takes some.
+            guard feeder.waitForBacklog(below: maxBacklog, timeout: 0.1) else { continue }
+            let ready = try ZMQSocket.poll(watched, timeoutMs: 200)
+            guard ready.first == true, let message = try receive() else { continue }
+            handle(message, draining: false)
+        }
+        if mode == .pull { try drain() }
+    }
+
+    private func receive() throws -> ZMQMessage? {
+        do { return try socket.receive(timeoutMs: 0, maxFrames: 6) } catch let e as ZMQError where e.isTerminated { return nil }
+    }
+
+    /// Reads and commits everything already on the wire, then lets the socket close.
+    private func drain() throws {
+        let deadline = Date(timeIntervalSinceNow: drainTimeout)
+        lock.lock(); drainDeadline = deadline; lock.unlock()
+        try connections?.beginDrain()
+        var committed = 0
+        var quietSince = Date()
+        while Date() < deadline {
+            try connections?.pump()
+            if let m = try socket.receive(timeoutMs: 20, maxFrames: 6) {
+                handle(m, draining: true)
+                committed += 1
+                quietSince = Date()
+                continue
+            }
+            // Done when every peer closed its side and nothing arrived for a while.
+            if (connections?.drained ?? true) && Date().timeIntervalSince(quietSince) > 0.1 { break }
+        }
+        let open = connections?.open.count ?? 0
+        log.notice("intake drained", metadata: ["committed_while_draining": "\(committed)", "connections_still_open": "\(open)"])
+    }
+
+    // MARK: One message
+
+    func handle(_ message: ZMQMessage, draining: Bool) {
+        var frames = message.frames
+        var envelope: [[UInt8]] = []
+        var peer = message.peerAddress
+        if mode == .router {
+            guard !frames.isEmpty else { return }
+            let identity = frames.removeFirst()
+            envelope = [identity]
+            peer = (peer.map { $0 + "/" } ?? "") + SHA256.hexString(identity)
+            // REQ peers put an empty delimiter before the payload; DEALER peers do not (their first
+            // frame may itself be empty). The handshake told us which socket type the peer is.
+            let isREQ = message.peerSocketType.map { $0 == .req } ?? (frames.count == 3 && frames.first?.isEmpty == true)
+            if isREQ, frames.first?.isEmpty == true { envelope.append(frames.removeFirst()) }
+        }
+        switch admission.admit(frames: frames, dropped: message.dropped) {
+        case .failure(let refusal):
+            refuse(refusal, envelope: envelope, peer: peer, image: frames.count >= 2 ? frames[1] : nil)
+        case .success(let admitted):
+            accept(admitted, envelope: envelope, peer: peer, draining: draining)
+        }
+    }
+
+    private func accept(_ a: Admission.Admitted, envelope: [[UInt8]], peer: String?, draining: Bool) {
+        let id = a.header.id ?? Admission.newID()
+        let record = JobRecord(id: id, node: node, receivedAt: Date(), runId: runID, mode: mode, peer: peer, input: a.image,
+                               inputSha256: SHA256.hex(a.image), inputFormat: a.format, width: a.width, height: a.height,
+                               label: a.header.label, meta: a.header.meta, requestedParams: a.header.params.isEmpty ? nil : a.header.params,
+                               params: a.parameters, cost: a.cost)
+        do {
+            // Router producers get an answer within seconds (store_unavailable: retry later); a pull
+            // message has no way back, so it is held and retried until the store takes it.
+            let outcome: InsertOutcome
+            if mode == .router {
+                outcome = try gate.retrying("commit job", deadline: Date(timeIntervalSinceNow: 2)) { try $0.insertAccepted(record) }
+            } else {
+                outcome = try gate.retrying("commit job", giveUp: { self.stopping && Date() > self.lock.withLock { self.drainDeadline } }) {
+                    try $0.insertAccepted(record)
+                }
+            }
+            switch outcome {
+            case .inserted:
+                state.accepted.add()
+                ack(envelope, Ack(id: id, status: .accepted))
+                feeder.accepted()
+            case .duplicate:
+                state.duplicates.add()
+                ack(envelope, Ack(id: id, status: .duplicate, reason: .duplicateID, message: "a job with this id was already accepted"))
+            }
+        } catch {
+            log.error("job not committed", metadata: ["job": "\(id)", "error": "\(error)", "draining": "\(draining)"])
+            ack(envelope, Ack(id: id, status: .rejected, reason: .storeUnavailable, message: "\(error)"))
+        }
+    }
+
+    private func refuse(_ r: Admission.Refusal, envelope: [[UInt8]], peer: String?, image: [UInt8]?) {
+        state.refused.add()
+        let record = RefusalRecord(claimedId: r.claimedID, reason: r.reason, error: r.message, node: node, receivedAt: Date(), runId: runID,
+                                   mode: mode, peer: peer, inputSha256: image.map { SHA256.hex($0) }, inputSize: image?.count, header: r.header)
+        do { try gate.once("record a refusal") { try $0.insertRefusal(record) } } catch {
+            log.error("refusal not recorded", metadata: ["error": "\(error)"])
+        }
+        log.notice("refused at the door", metadata: ["job": "\(r.claimedID ?? "-")", "reason": "\(r.reason.rawValue)",
+                                                      "error": "\(Sanitize.text(r.message))", "peer": "\(Sanitize.text(peer ?? "-"))"])
+        ack(envelope, Ack(id: r.claimedID ?? "", status: .rejected, reason: r.reason, message: r.message))
+    }
+
+    /// Router mode: sends an ack without waiting. A peer that is gone or does not read its acks loses
+    /// them (counted); nobody else waits for it.
+    private func ack(_ envelope: [[UInt8]], _ a: Ack) {
+        guard mode == .router, !envelope.isEmpty else { return }
+        do {
+            if try socket.trySend(envelope + [a.bytes]) { return }
+        } catch {}
+        state.acksUndeliverable.add()
+        if state.acksUndeliverable.value.isPowerOfTwo {
+            log.warning("ack not delivered: the peer is gone or does not read its acks",
+                        metadata: ["job": "\(a.id)", "undeliverable_total": "\(state.acksUndeliverable.value)"])
+        }
+    }
+}
+
+extension Int {
+    /// 1, 2, 4, 8, … — for logging a growing count without a line per event.
+    var isPowerOfTwo: Bool { self > 0 && (self & (self - 1)) == 0 }
+}
