@@ -15,7 +15,7 @@ build: deps
 
 test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
-	$(SWIFT) test $(TESTFLAGS) --skip-build
+	scripts/with-test-postgres.sh $(SWIFT) test $(TESTFLAGS) --skip-build
 
 bench: build
 	.build/release/lgap-bench

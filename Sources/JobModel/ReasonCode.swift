@@ -46,13 +46,29 @@ public enum ReasonCode: String, Codable, Sendable, CaseIterable {
         case .tooExpensive: return "the job's cost (pixels × steps × ensemble × guidance passes) exceeds max_job_cost, or its memory the in-flight budget"
         case .storeUnavailable: return "the store cannot commit the job now (disk full, database down): retry later"
         case .duplicateID: return "a job with this id was already accepted (it runs once)"
-        case .corruptImage: return "the image data is damaged (found at the door or by the decoder)"
+        case .corruptImage: return "the image data is damaged (its header at the door, its pixels in the decode stage)"
         case .captionError: return "the captioner failed on this image"
         case .purifyError: return "the purifier failed on this image"
         case .classifyError: return "the classifier failed on this image"
         case .tooManyAttempts: return "the daemon died max_attempts times while this job ran alone (a poison job)"
         case .unreadable: return "lgapctl purify could not read the file"
         }
+    }
+
+    /// Where the reason is given: at the door (refusal), as a duplicate, while processing, offline.
+    public var origin: String {
+        switch self {
+        case .duplicateID: return "ack"
+        case .corruptImage, .captionError, .purifyError, .classifyError, .tooManyAttempts: return "result"
+        case .unreadable: return "lgapctl"
+        default: return "door"
+        }
+    }
+
+    /// README's reason table (JobModelTests checks README against it).
+    public static var markdownTable: String {
+        (["| reason | where | meaning |", "|---|---|---|"] + allCases.map { "| `\($0.rawValue)` | \($0.origin) | \($0.summary) |" })
+            .joined(separator: "\n")
     }
 
     /// Whether the same message may succeed later (a producer should retry it).

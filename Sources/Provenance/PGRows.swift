@@ -54,7 +54,11 @@ enum PGRowEncoder {
             } else if v is NSNull {
                 out.append((key, .null))
             } else if let n = v as? NSNumber, !PGRowDecoder.jsonColumns.contains(key) {
-                out.append((key, .text(String(cString: n.objCType) == "c" ? (n.boolValue ? "true" : "false") : n.stringValue)))
+                switch String(cString: n.objCType) {
+                case "c": out.append((key, .text(n.boolValue ? "true" : "false")))
+                case "d", "f": out.append((key, .text("\(n.doubleValue)")))  // shortest text that reads back exactly
+                default: out.append((key, .text(n.stringValue)))
+                }
             } else if let s = v as? String, !PGRowDecoder.jsonColumns.contains(key) {
                 out.append((key, .text(s)))
             } else {

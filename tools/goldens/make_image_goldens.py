@@ -5,15 +5,15 @@
   JPEGs (baseline 4:2:0, progressive, greyscale, 4:4:4), plus pil-pixels.safetensors holding what
   PIL's Image.open(f).convert("RGB") gives for each (U8 [H, W, 3], keyed by file name).
 - bomb.png: a valid PNG header that claims 100000x100000 pixels over 1 MB of compressed zeros.
+- cmyk.jpg: an Adobe CMYK JPEG, which lgap refuses (at the door, from its header alone).
 - Tests/Fixtures/cifar10-test-dev-pil.txt: for each of the 9,000 ../shared test-dev JPEGs, its path and
   the SHA-256 of PIL's decoded RGB bytes — the JPEG parity test decodes every image and compares.
 
-Run: /work/venv/bin/python tools/goldens/make_image_goldens.py
+Run: $LGAP_PYTHON tools/goldens/make_image_goldens.py   (tools installed: pip install -e tools)
 """
 import hashlib
 import io
 import struct
-import sys
 import tarfile
 import zlib
 from pathlib import Path
@@ -23,9 +23,9 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from lgaptools import cifar  # noqa: E402
+from lgaptools import cifar, locations
+
+ROOT = locations.repo()
 
 OUT = ROOT / "Tests" / "Fixtures" / "images"
 OUT.mkdir(parents=True, exist_ok=True)
@@ -90,6 +90,7 @@ ppm = np.asarray(rgb)
 (OUT / "rgb.ppm").write_bytes(b"P6\n# a comment\n37 23\n255\n" + ppm.tobytes())
 pixels["rgb.ppm"] = torch.from_numpy(ppm.copy())
 save_file(pixels, str(OUT / "pil-pixels.safetensors"))
+rgb.convert("CMYK").save(OUT / "cmyk.jpg", "JPEG", quality=80)  # refused by lgap: not in pil-pixels
 
 # CIFAR-10 test-dev: PIL's decoded pixels, as a digest per image.
 lines = []

@@ -14,6 +14,12 @@ public struct RankedClass: Codable, Sendable, Equatable {
     public let index: Int
     public let label: String
     public let probability: Float
+
+    public init(index: Int, label: String, probability: Float) {
+        self.index = index
+        self.label = label
+        self.probability = probability
+    }
 }
 
 public struct Prediction: Codable, Sendable, Equatable {
