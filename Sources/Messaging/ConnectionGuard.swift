@@ -22,7 +22,7 @@ import Glibc
 public final class ConnectionGuard: @unchecked Sendable {
     public let monitor: SocketMonitor
     /// The bound endpoint's local address ("tcp://127.0.0.1:5555" → 127.0.0.1:5555; ipc: the path).
-    private let localAddress: String
+    private var localAddress: String
     public let maxConnections: Int
     private(set) public var open: Set<Int32> = []
     private(set) public var draining = false
@@ -33,13 +33,16 @@ public final class ConnectionGuard: @unchecked Sendable {
     /// Connecting sockets: the descriptor's peer (not local) address is the endpoint's.
     private let connecting: Bool
 
-    /// `endpoint`: the address the socket bound (its last endpoint) or connects to.
-    public init(socket: ZMQSocket, context: ZMQContext, endpoint: String, connecting: Bool, maxConnections: Int) throws {
+    /// Create the guard before the socket binds or connects, so no connection escapes the monitor;
+    /// then name the endpoint (`setEndpoint`: the address bound, its last endpoint, or connected to).
+    public init(socket: ZMQSocket, context: ZMQContext, connecting: Bool, maxConnections: Int) throws {
         monitor = try socket.monitor(context)
-        localAddress = Self.address(ofEndpoint: endpoint)
+        localAddress = ""
         self.connecting = connecting
         self.maxConnections = maxConnections
     }
+
+    public func setEndpoint(_ endpoint: String) { localAddress = Self.address(ofEndpoint: endpoint) }
 
     /// Handles every event waiting on the monitor (call from the socket's thread).
     public func pump() throws {
@@ -69,11 +72,14 @@ public final class ConnectionGuard: @unchecked Sendable {
         for fd in open { halfClose(fd) }
     }
 
+    /// Connections our FIN went to.
+    private(set) public var halfClosed = 0
+
     /// No connection is open any more (after `beginDrain`, every peer has closed its side).
     public var drained: Bool { draining && open.isEmpty }
 
     private func halfClose(_ fd: Int32) {
-        if owned(fd) { _ = shutdown(fd, Int32(SHUT_WR)) }
+        if owned(fd), shutdown(fd, Int32(SHUT_WR)) == 0 { halfClosed += 1 }
     }
 
     /// Whether `fd` is still one of this endpoint's connections (a stream socket on our address).

@@ -1,6 +1,6 @@
-// ZeroMQ CURVE: key pairs and a ZAP handler that admits only allow-listed client public keys.
-// The handler runs on its own thread with a REP socket on inproc://zeromq.zap.01 (libzmq asks it
-// about every CURVE handshake on every socket of the context) and logs each refusal.
+// ZeroMQ authentication: CURVE key pairs, allow-list files, and a ZAP handler — a REP socket on
+// inproc://zeromq.zap.01 on its own thread, which libzmq asks about every handshake — whose decisions
+// are the caller's.
 import CZeroMQ
 import Foundation
 
@@ -43,21 +43,39 @@ public struct CurveKeyPair: Sendable, Equatable {
     public static var available: Bool { zmq_has("curve") == 1 }
 }
 
-/// The ZAP handler: runs until `stop()`.
+/// One ZAP request: which socket asks (its ZAP domain), the peer's address, the mechanism and, for
+/// CURVE, the client's public key (Z85).
+public struct ZAPRequest: Sendable {
+    public let domain: String
+    public let address: String
+    public let mechanism: String
+    public let key: String?
+}
+
+/// The answer to a ZAP request: allow, refuse (with why), or hold — no answer for now, so the peer's
+/// handshake stays pending and it can send nothing (it retries the connection later, its queue intact).
+public enum ZAPVerdict: Sendable, Equatable {
+    case allow
+    case refuse(String)
+    case hold
+}
+
+/// The ZAP handler: libzmq asks it about every handshake on every socket of the context that has a
+/// ZAP domain (the NULL mechanism included) or CURVE; `authorize` decides. A ROUTER socket, so a held
+/// request does not stop the others from being answered. Runs until `stop()`.
 public final class ZAPHandler: @unchecked Sendable {
     let socket: ZMQSocket
-    let allowed: Set<String>
-    let onDecision: @Sendable (_ decision: ZAPDecision) -> Void
+    let authorize: @Sendable (ZAPRequest) -> ZAPVerdict
     private let lock = NSLock()
     private var running = true
     private let finished = DispatchSemaphore(value: 0)
+    /// Requests held unanswered (never answered: they end with the context).
+    public private(set) var held = 0
 
-    public init(context: ZMQContext, allowedPublicKeys: Set<String>,
-                onDecision: @escaping @Sendable (_ decision: ZAPDecision) -> Void) throws {
-        socket = try ZMQSocket(context, .rep)
+    public init(context: ZMQContext, authorize: @escaping @Sendable (ZAPRequest) -> ZAPVerdict) throws {
+        socket = try ZMQSocket(context, .router)
         try socket.bind("inproc://zeromq.zap.01")
-        allowed = allowedPublicKeys
-        self.onDecision = onDecision
+        self.authorize = authorize
         let t = Thread { [self] in loop(); finished.signal() }
         t.name = "lgap-zap"
         t.start()
@@ -67,23 +85,25 @@ public final class ZAPHandler: @unchecked Sendable {
 
     private func loop() {
         while isRunning {
-            guard let received = try? socket.receive(timeoutMs: 200, maxFrames: 8) else { continue }
+            guard let received = try? socket.receive(timeoutMs: 200, maxFrames: 10) else { continue }
+            // [routing id, empty, version, request id, domain, address, identity, mechanism, credentials…]
             let f = received.frames
-            // ZAP request: version, request id, domain, address, identity, mechanism, credentials…
-            guard f.count >= 6, String(decoding: f[0], as: UTF8.self) == "1.0" else { continue }
-            let mechanism = String(decoding: f[5], as: UTF8.self)
-            let domain = String(decoding: f[2], as: UTF8.self)
-            let address = String(decoding: f[3], as: UTF8.self)
-            var key = ""
-            var ok = false
-            if mechanism == "CURVE", f.count >= 7, let z = CurveKeyPair.z85(f[6]) {
-                key = z
-                ok = allowed.contains(z)
+            guard f.count >= 8, f[1].isEmpty, String(decoding: f[2], as: UTF8.self) == "1.0" else { continue }
+            let mechanism = String(decoding: f[7], as: UTF8.self)
+            let key = mechanism == "CURVE" && f.count >= 9 ? CurveKeyPair.z85(f[8]) : nil
+            let verdict = authorize(ZAPRequest(domain: String(decoding: f[4], as: UTF8.self), address: String(decoding: f[5], as: UTF8.self),
+                                               mechanism: mechanism, key: key))
+            let (status, text): (String, String)
+            switch verdict {
+            case .hold:
+                held += 1
+                continue
+            case .allow: (status, text) = ("200", "OK")
+            case .refuse(let why): (status, text) = ("400", why)
             }
-            onDecision(ZAPDecision(domain: domain, key: key, address: address, allowed: ok))
-            let reply: [[UInt8]] = [Array("1.0".utf8), f[1], Array((ok ? "200" : "400").utf8),
-                                    Array((ok ? "OK" : "client key not allowed").utf8), Array((ok ? key : "").utf8), []]
-            try? socket.send(reply, timeoutMs: 1000)
+            let reply: [[UInt8]] = [f[0], [], Array("1.0".utf8), f[3], Array(status.utf8), Array(text.utf8),
+                                    Array((verdict == .allow ? key ?? "" : "").utf8), []]
+            _ = try? socket.trySend(reply)
         }
         socket.close()
     }
@@ -115,15 +135,6 @@ public final class ZAPHandler: @unchecked Sendable {
         }
         return keys
     }
-}
-
-/// One CURVE handshake's verdict. `domain` is the asking socket's ZAP domain (lgapd sets "ingest" and
-/// "results", so a refusal names a producer or a subscriber).
-public struct ZAPDecision: Sendable {
-    public let domain: String
-    public let key: String
-    public let address: String
-    public let allowed: Bool
 }
 
 public struct KeyFileError: Error, CustomStringConvertible {

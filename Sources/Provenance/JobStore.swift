@@ -27,8 +27,9 @@ public protocol JobStore: AnyObject, Sendable {
 
     // MARK: Intake
 
-    /// Commits an accepted job. An id already taken (by any node) is a duplicate and changes nothing.
-    func insertAccepted(_ job: JobRecord) throws -> InsertOutcome
+    /// Commits accepted jobs in one transaction (all or none). An id already taken (by any node, or
+    /// earlier in the same batch) is a duplicate and changes nothing.
+    func insertAccepted(_ jobs: [JobRecord]) throws -> [InsertOutcome]
     /// Records a message refused at the door (its own row, whatever id it claimed).
     func insertRefusal(_ refusal: RefusalRecord) throws
 
@@ -84,6 +85,11 @@ public protocol JobStore: AnyObject, Sendable {
     func checkpoint() throws
     /// "ok" when the database is sound.
     func integrityCheck() throws -> String
+}
+
+extension JobStore {
+    /// Commits one accepted job.
+    public func insertAccepted(_ job: JobRecord) throws -> InsertOutcome { try insertAccepted([job])[0] }
 }
 
 /// The outcome of committing an accepted job.

@@ -119,16 +119,18 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     // MARK: Intake
 
-    public func insertAccepted(_ job: JobRecord) throws -> InsertOutcome {
-        let values = try PGRowEncoder.values(job, skipping: ["seq"])
-        let res = try pool.with { c in
-            try c.execute("""
-                INSERT INTO jobs (\(values.map(\.column).joined(separator: ", "))) VALUES (\(Self.placeholders(values.count)))
-                ON CONFLICT (id) DO NOTHING RETURNING seq
-                """, values.map(\.value))
+    public func insertAccepted(_ jobs: [JobRecord]) throws -> [InsertOutcome] {
+        let rows = try jobs.map { try PGRowEncoder.values($0, skipping: ["seq"]) }
+        return try pool.transaction { c in
+            try rows.map { values in
+                let res = try c.execute("""
+                    INSERT INTO jobs (\(values.map(\.column).joined(separator: ", "))) VALUES (\(Self.placeholders(values.count)))
+                    ON CONFLICT (id) DO NOTHING RETURNING seq
+                    """, values.map(\.value))
+                guard case .text(let s)? = res.rows.first?.first, let seq = Int64(s) else { return .duplicate }
+                return .inserted(seq: seq)
+            }
         }
-        guard case .text(let s)? = res.rows.first?.first, let seq = Int64(s) else { return .duplicate }
-        return .inserted(seq: seq)
     }
 
     public func insertRefusal(_ refusal: RefusalRecord) throws {

@@ -139,13 +139,15 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     // MARK: Intake
 
-    public func insertAccepted(_ job: JobRecord) throws -> InsertOutcome {
-        try write("commit job \(job.id)") { db in
-            if try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs WHERE id = ?", arguments: [job.id]) == true { return .duplicate }
-            var j = job
-            j.seq = nil
-            try j.insert(db)
-            return .inserted(seq: db.lastInsertedRowID)
+    public func insertAccepted(_ jobs: [JobRecord]) throws -> [InsertOutcome] {
+        try write("commit \(jobs.count) job(s)") { db in
+            try jobs.map { job in
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM jobs WHERE id = ?", arguments: [job.id]) == true { return .duplicate }
+                var j = job
+                j.seq = nil
+                try j.insert(db)
+                return .inserted(seq: db.lastInsertedRowID)
+            }
         }
     }
 

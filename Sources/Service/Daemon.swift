@@ -28,7 +28,7 @@ public final class Daemon: @unchecked Sendable {
     let processor: JobProcessor
     let context: ZMQContext
     let resultsSocket: ZMQSocket
-    let auth: CurveAuthenticator?
+    let auth: Authenticator
     public let runID: Int64
     let group: ServiceGroup
     let pipelineService: PipelineService
@@ -79,13 +79,16 @@ public final class Daemon: @unchecked Sendable {
 
         // Sockets.
         context = try ZMQContext()
-        auth = config.curve ? try CurveAuthenticator(context: context, config: config, log: log) : nil
+        auth = try Authenticator(context: context, config: config, log: log)
         let ingestSocket = try ZMQSocket(context, config.ingestMode == .router ? .router : .pull)
         resultsSocket = try ZMQSocket(context, .xpub)
+        // The guard watches from before the bind: a producer reconnecting the instant the port opens
+        // must not escape it (it could not be half-closed at the next stop).
+        let connections = try ConnectionGuard(socket: ingestSocket, context: context, connecting: config.ingestConnect,
+                                              maxConnections: config.maxConnections)
         try Self.configure(ingest: ingestSocket, results: resultsSocket, config: config, auth: auth)
         endpoint = config.ingestConnect ? config.ingestEndpoint : ingestSocket.lastEndpoint
-        let connections = try ConnectionGuard(socket: ingestSocket, context: context, endpoint: endpoint, connecting: config.ingestConnect,
-                                              maxConnections: config.maxConnections)
+        connections.setEndpoint(endpoint)
         log.info("listening", metadata: ["ingest": "\(endpoint)", "mode": "\(config.ingestMode.rawValue)",
                                          "results": "\(config.resultsConnect ? config.resultsEndpoint : resultsSocket.lastEndpoint)",
                                          "curve": "\(config.curve)", "node": "\(node)", "store": "\(store.location)"])
@@ -106,7 +109,8 @@ public final class Daemon: @unchecked Sendable {
         }
         let workers: [StageName: Int] = [.decode: config.decodeWorkers, .caption: config.captionWorkers, .purify: config.purifyWorkers,
                                          .classify: config.classifyWorkers]
-        let runner = StageRunner(processor: processor, gate: gate, node: node, state: state)
+        let runner = StageRunner(processor: processor, gate: gate, node: node, state: state, fault: FaultInjection.fromEnvironment())
+        if let f = runner.fault { log.warning("fault injection armed (tests only)", metadata: ["crash_in": "\(f.stage.rawValue)", "ids": "\(f.idPrefix)*"]) }
         let specs = stages.map { s in StageSpec<JobItem>(name: s.rawValue, settings: settings(workers[s] ?? 1)) { runner.run(s, $0) } }
             + [StageSpec<JobItem>(name: "record", settings: settings(1)) { recorder.record($0) }]
         let pipeline = Pipeline(specs)
@@ -118,9 +122,10 @@ public final class Daemon: @unchecked Sendable {
                         lease: fleet ? config.lease : nil, costModel: costModel, state: state, log: log)
         feederRef = feeder
         let admission = Admission(limits: Admission.Limits(config), policy: Self.policy(pack, config), costModel: costModel)
+        let auth = self.auth
         let ingest = IngestLoop(socket: ingestSocket, connections: connections, mode: config.ingestMode, admission: admission, gate: gate,
                                 feeder: feeder, state: state, log: log, node: node, run: runID, maxBacklog: config.maxBacklog,
-                                drainTimeout: config.drainTimeout)
+                                drainTimeout: config.drainTimeout, closeIntake: { auth.close(domain: "ingest") })
         let monitor = Monitor(gate: gate, node: node, run: runID, pipeline: pipeline, feeder: feeder, notifier: notifier, state: state, log: log,
                               heartbeatInterval: config.heartbeatInterval, statusInterval: config.statusInterval, endpoint: endpoint)
         group = ServiceGroup([monitor, pipelineService, feeder, ingest], log: log)
@@ -137,7 +142,11 @@ public final class Daemon: @unchecked Sendable {
         return "/var/lib/lgapd"
     }
 
-    static func configure(ingest: ZMQSocket, results: ZMQSocket, config c: DaemonConfig, auth: CurveAuthenticator?) throws {
+    static func configure(ingest: ZMQSocket, results: ZMQSocket, config c: DaemonConfig, auth: Authenticator) throws {
+        // Linger also decides what happens to messages a peer sent before it disconnected that ingest
+        // has not read yet: with 0 libzmq drops them when the connection ends (a producer that sends and
+        // closes, or every producer at a drain). Non-zero keeps them until read.
+        try ingest.setLinger(milliseconds: 1000)
         try ingest.setReceiveHighWaterMark(Int32(c.ingestHighWaterMark))
         // A small kernel buffer too, so backpressure reaches producers after about high_water_mark
         // jobs instead of after the megabytes TCP autotuning would otherwise queue unseen.
@@ -148,12 +157,8 @@ public final class Daemon: @unchecked Sendable {
         if c.ingestMode == .router { try ingest.setRouterMandatory(true) }
         try results.setSendHighWaterMark(Int32(c.resultsHighWaterMark))
         try results.setXPubNoDrop(true)
-        try ingest.setZAPDomain("ingest")
-        try results.setZAPDomain("results")
-        if let auth {
-            try auth.configureServer(ingest)
-            try auth.configureServer(results)
-        }
+        try auth.configureServer(ingest, domain: "ingest")
+        try auth.configureServer(results, domain: "results")
         if c.ingestConnect { try ingest.connect(c.ingestEndpoint) } else { try ingest.bind(c.ingestEndpoint) }
         if c.resultsConnect { try results.connect(c.resultsEndpoint) } else { try results.bind(c.resultsEndpoint) }
     }
@@ -219,7 +224,7 @@ public final class Daemon: @unchecked Sendable {
             try? resultsSocket.setLinger(milliseconds: 1000)
             resultsSocket.close()
         }  // else the record stage may still be publishing; exit closes it
-        auth?.stop()
+        auth.stop()
         // Lingering results go out before the process ends (bounded: a socket some stuck part still
         // holds would otherwise keep the context alive forever).
         if stopped { context.terminate(timeout: 2) }
@@ -260,12 +265,14 @@ struct StageRunner: Sendable {
     let gate: StoreGate
     let node: String
     let state: DaemonState
+    let fault: FaultInjection?
 
     func run(_ stage: StageName, _ batch: [JobItem]) -> [JobItem] {
         let ids = batch.filter(\.ok).map(\.id)
         mark(stage, ids)
         state.beat()
         CrashJournal.enter(stage)
+        fault?.crashIfPoisoned(stage, ids)
         let out = processor.run(stage, batch)
         CrashJournal.leave()
         mark(nil, ids)
@@ -276,5 +283,24 @@ struct StageRunner: Sendable {
     private func mark(_ stage: StageName?, _ ids: [String]) {
         guard !ids.isEmpty else { return }
         _ = try? gate.retrying("record the stage", deadline: Date(timeIntervalSinceNow: 5)) { try $0.setStage(stage, ids: ids, node: node) }
+    }
+}
+
+/// A test hook: LGAP_TEST_CRASH="<stage>:<id prefix>" makes the stage's worker die (a trap, like a
+/// failed precondition) whenever its micro-batch holds a job whose id starts with the prefix — a
+/// poison job on demand. Unset in any real deployment; lgapd logs a warning when it is armed.
+struct FaultInjection: Sendable {
+    let stage: StageName
+    let idPrefix: String
+
+    static func fromEnvironment() -> FaultInjection? {
+        guard let spec = ProcessInfo.processInfo.environment["LGAP_TEST_CRASH"], let colon = spec.firstIndex(of: ":"),
+              let stage = StageName(rawValue: String(spec[..<colon])) else { return nil }
+        return FaultInjection(stage: stage, idPrefix: String(spec[spec.index(after: colon)...]))
+    }
+
+    func crashIfPoisoned(_ s: StageName, _ ids: [String]) {
+        guard s == stage, let poison = ids.first(where: { $0.hasPrefix(idPrefix) }) else { return }
+        fatalError("LGAP_TEST_CRASH: \(poison) in \(s.rawValue)")
     }
 }

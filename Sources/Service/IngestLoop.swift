@@ -31,12 +31,16 @@ public final class IngestLoop: Service, @unchecked Sendable {
     let runID: Int64
     let maxBacklog: Int
     let drainTimeout: TimeInterval
+    /// Refuses new producer handshakes (before the drain half-closes the open connections).
+    let closeIntake: @Sendable () -> Void
     private let lock = NSLock()
     private var stopRequested = false
     private var drainDeadline = Date.distantFuture
 
     public init(socket: ZMQSocket, connections: ConnectionGuard?, mode: IngestMode, admission: Admission, gate: StoreGate, feeder: Feeder,
-                state: DaemonState, log: Logger, node: String, run: Int64, maxBacklog: Int, drainTimeout: TimeInterval) {
+                state: DaemonState, log: Logger, node: String, run: Int64, maxBacklog: Int, drainTimeout: TimeInterval,
+                closeIntake: @escaping @Sendable () -> Void = {}) {
+        self.closeIntake = closeIntake
         self.socket = socket
         self.connections = connections
         self.mode = mode
@@ -75,95 +79,142 @@ public final class IngestLoop: Service, @unchecked Sendable {
             // Too many accepted jobs waiting: stop reading until the feeder takes some.
             guard feeder.waitForBacklog(below: maxBacklog, timeout: 0.1) else { continue }
             let ready = try ZMQSocket.poll(watched, timeoutMs: 200)
-            guard ready.first == true, let message = try receive() else { continue }
-            handle(message, draining: false)
+            guard ready.first == true else { continue }
+            let batch = try receiveBatch(timeoutMs: 0)
+            if !batch.isEmpty { handle(batch, draining: false) }
         }
         if mode == .pull { try drain() }
     }
 
-    private func receive() throws -> ZMQMessage? {
-        do { return try socket.receive(timeoutMs: 0, maxFrames: 6) } catch let e as ZMQError where e.isTerminated { return nil }
-    }
-
     /// Reads and commits everything already on the wire, then lets the socket close.
+    ///
+    /// Order matters. New handshakes are held first, so no new connection can carry a message. Then
+    /// what the open connections send is read until the wire is quiet (a producer's backlog flows in
+    /// while the connection is whole): libzmq pauses reading a connection whose queue is full, and a
+    /// connection that hangs up while paused loses what is still in the kernel's buffer (the hang-up is
+    /// handled as an error), so the FIN must find the connections idle. Only then does every connection
+    /// get our FIN, and reading goes on until each peer has closed its side. A producer that never
+    /// pauses for the first half of drain_timeout_s gets its FIN mid-stream: the last messages it wrote
+    /// may then be lost (pull mode has no acknowledgements; router mode producers resend).
     private func drain() throws {
         let deadline = Date(timeIntervalSinceNow: drainTimeout)
         lock.lock(); drainDeadline = deadline; lock.unlock()
+        closeIntake()
+        var committed = try readUntilQuiet(for: 0.02, deadline: Date(timeIntervalSinceNow: drainTimeout / 2))
         try connections?.beginDrain()
-        var committed = 0
-        var quietSince = Date()
         while Date() < deadline {
-            try connections?.pump()
-            if let m = try socket.receive(timeoutMs: 20, maxFrames: 6) {
-                handle(m, draining: true)
-                committed += 1
-                quietSince = Date()
-                continue
-            }
+            committed += try readUntilQuiet(for: 0.1, deadline: deadline)
             // Done when every peer closed its side and nothing arrived for a while.
-            if (connections?.drained ?? true) && Date().timeIntervalSince(quietSince) > 0.1 { break }
+            if connections?.drained ?? true { break }
         }
         let open = connections?.open.count ?? 0
-        log.notice("intake drained", metadata: ["committed_while_draining": "\(committed)", "connections_still_open": "\(open)"])
+        if open > 0 {
+            log.error("intake drain deadline passed with connections still open: messages in flight on them may be lost",
+                      metadata: ["open": "\(open)", "drain_timeout_s": "\(drainTimeout)"])
+        }
+        log.notice("intake drained", metadata: ["committed_while_draining": "\(committed)", "connections_still_open": "\(open)",
+                                                "connections_half_closed": "\(connections?.halfClosed ?? 0)"])
     }
 
-    // MARK: One message
-
-    func handle(_ message: ZMQMessage, draining: Bool) {
-        var frames = message.frames
-        var envelope: [[UInt8]] = []
-        var peer = message.peerAddress
-        if mode == .router {
-            guard !frames.isEmpty else { return }
-            let identity = frames.removeFirst()
-            envelope = [identity]
-            peer = (peer.map { $0 + "/" } ?? "") + SHA256.hexString(identity)
-            // REQ peers put an empty delimiter before the payload; DEALER peers do not (their first
-            // frame may itself be empty). The handshake told us which socket type the peer is.
-            let isREQ = message.peerSocketType.map { $0 == .req } ?? (frames.count == 3 && frames.first?.isEmpty == true)
-            if isREQ, frames.first?.isEmpty == true { envelope.append(frames.removeFirst()) }
+    /// Reads and commits messages until none has arrived for `quiet` seconds (or the deadline).
+    private func readUntilQuiet(for quiet: TimeInterval, deadline: Date) throws -> Int {
+        var n = 0
+        var last = Date()
+        while Date() < deadline && Date().timeIntervalSince(last) < quiet {
+            try connections?.pump()
+            let batch = try receiveBatch(limit: 256, timeoutMs: 5)
+            if !batch.isEmpty {
+                handle(batch, draining: true)
+                n += batch.count
+                last = Date()
+            }
         }
-        switch admission.admit(frames: frames, dropped: message.dropped) {
-        case .failure(let refusal):
-            refuse(refusal, envelope: envelope, peer: peer, image: frames.count >= 2 ? frames[1] : nil)
-        case .success(let admitted):
-            accept(admitted, envelope: envelope, peer: peer, draining: draining)
+        return n
+    }
+
+    // MARK: Messages
+
+    /// Up to `limit` messages waiting on the socket (none: waits at most `timeoutMs` for the first).
+    private func receiveBatch(limit: Int = 64, timeoutMs: Int32) throws -> [ZMQMessage] {
+        var out: [ZMQMessage] = []
+        do {
+            while out.count < limit, let m = try socket.receive(timeoutMs: out.isEmpty ? timeoutMs : 0, maxFrames: 6) { out.append(m) }
+        } catch let e as ZMQError where e.isTerminated {}
+        return out
+    }
+
+    /// The door for each message, then one store transaction for every job it admitted, then the acks
+    /// in the order the messages came.
+    func handle(_ messages: [ZMQMessage], draining: Bool) {
+        var admitted: [(record: JobRecord, envelope: [[UInt8]])] = []
+        var acks: [(envelope: [[UInt8]], ack: Ack?)] = []  // nil: the next admitted job's ack
+        for message in messages {
+            var frames = message.frames
+            var envelope: [[UInt8]] = []
+            var peer = message.peerAddress
+            if mode == .router {
+                guard !frames.isEmpty else { continue }
+                let identity = frames.removeFirst()
+                envelope = [identity]
+                peer = (peer.map { $0 + "/" } ?? "") + SHA256.hexString(identity)
+                // REQ peers put an empty delimiter before the payload; DEALER peers do not (their first
+                // frame may itself be empty). The handshake told us which socket type the peer is.
+                let isREQ = message.peerSocketType.map { $0 == .req } ?? (frames.count == 3 && frames.first?.isEmpty == true)
+                if isREQ, frames.first?.isEmpty == true { envelope.append(frames.removeFirst()) }
+            }
+            switch admission.admit(frames: frames, dropped: message.dropped) {
+            case .failure(let refusal):
+                acks.append((envelope, refuse(refusal, peer: peer, image: frames.count >= 2 ? frames[1] : nil)))
+            case .success(let a):
+                let record = JobRecord(id: a.header.id ?? Admission.newID(), node: node, receivedAt: Date(), runId: runID, mode: mode,
+                                       peer: peer, input: a.image, inputSha256: SHA256.hex(a.image), inputFormat: a.format, width: a.width,
+                                       height: a.height, label: a.header.label, meta: a.header.meta,
+                                       requestedParams: a.header.params.isEmpty ? nil : a.header.params, params: a.parameters, cost: a.cost)
+                admitted.append((record, envelope))
+                acks.append((envelope, nil))
+            }
+        }
+        var jobAcks = admitted.isEmpty ? [] : commit(admitted, draining: draining)[...]
+        for (envelope, a) in acks {
+            if let a { ack(envelope, a) } else if let j = jobAcks.popFirst() { ack(envelope, j) }
         }
     }
 
-    private func accept(_ a: Admission.Admitted, envelope: [[UInt8]], peer: String?, draining: Bool) {
-        let id = a.header.id ?? Admission.newID()
-        let record = JobRecord(id: id, node: node, receivedAt: Date(), runId: runID, mode: mode, peer: peer, input: a.image,
-                               inputSha256: SHA256.hex(a.image), inputFormat: a.format, width: a.width, height: a.height,
-                               label: a.header.label, meta: a.header.meta, requestedParams: a.header.params.isEmpty ? nil : a.header.params,
-                               params: a.parameters, cost: a.cost)
+    /// Commits the admitted jobs; their acks, in order.
+    private func commit(_ jobs: [(record: JobRecord, envelope: [[UInt8]])], draining: Bool) -> [Ack] {
+        let records = jobs.map(\.record)
         do {
             // Router producers get an answer within seconds (store_unavailable: retry later); a pull
             // message has no way back, so it is held and retried until the store takes it.
-            let outcome: InsertOutcome
+            let outcomes: [InsertOutcome]
             if mode == .router {
-                outcome = try gate.retrying("commit job", deadline: Date(timeIntervalSinceNow: 2)) { try $0.insertAccepted(record) }
+                outcomes = try gate.retrying("commit jobs", deadline: Date(timeIntervalSinceNow: 2)) { try $0.insertAccepted(records) }
             } else {
-                outcome = try gate.retrying("commit job", giveUp: { self.stopping && Date() > self.lock.withLock { self.drainDeadline } }) {
-                    try $0.insertAccepted(record)
+                outcomes = try gate.retrying("commit jobs", giveUp: { self.stopping && Date() > self.lock.withLock { self.drainDeadline } }) {
+                    try $0.insertAccepted(records)
                 }
             }
-            switch outcome {
-            case .inserted:
-                state.accepted.add()
-                ack(envelope, Ack(id: id, status: .accepted))
-                feeder.accepted()
-            case .duplicate:
-                state.duplicates.add()
-                ack(envelope, Ack(id: id, status: .duplicate, reason: .duplicateID, message: "a job with this id was already accepted"))
+            return zip(jobs, outcomes).map { job, outcome in
+                switch outcome {
+                case .inserted:
+                    state.accepted.add()
+                    feeder.accepted()
+                    return Ack(id: job.record.id, status: .accepted)
+                case .duplicate:
+                    state.duplicates.add()
+                    return Ack(id: job.record.id, status: .duplicate, reason: .duplicateID, message: "a job with this id was already accepted")
+                }
             }
         } catch {
-            log.error("job not committed", metadata: ["job": "\(id)", "error": "\(error)", "draining": "\(draining)"])
-            ack(envelope, Ack(id: id, status: .rejected, reason: .storeUnavailable, message: "\(error)"))
+            return jobs.map { job in
+                log.error("job not committed", metadata: ["job": "\(job.record.id)", "error": "\(error)", "draining": "\(draining)"])
+                return Ack(id: job.record.id, status: .rejected, reason: .storeUnavailable, message: "\(error)")
+            }
         }
     }
 
-    private func refuse(_ r: Admission.Refusal, envelope: [[UInt8]], peer: String?, image: [UInt8]?) {
+    /// Records a refusal; its ack.
+    private func refuse(_ r: Admission.Refusal, peer: String?, image: [UInt8]?) -> Ack {
         state.refused.add()
         let record = RefusalRecord(claimedId: r.claimedID, reason: r.reason, error: r.message, node: node, receivedAt: Date(), runId: runID,
                                    mode: mode, peer: peer, inputSha256: image.map { SHA256.hex($0) }, inputSize: image?.count, header: r.header)
@@ -172,7 +223,7 @@ public final class IngestLoop: Service, @unchecked Sendable {
         }
         log.notice("refused at the door", metadata: ["job": "\(r.claimedID ?? "-")", "reason": "\(r.reason.rawValue)",
                                                       "error": "\(Sanitize.text(r.message))", "peer": "\(Sanitize.text(peer ?? "-"))"])
-        ack(envelope, Ack(id: r.claimedID ?? "", status: .rejected, reason: r.reason, message: r.message))
+        return Ack(id: r.claimedID ?? "", status: .rejected, reason: r.reason, message: r.message)
     }
 
     /// Router mode: sends an ack without waiting. A peer that is gone or does not read its acks loses

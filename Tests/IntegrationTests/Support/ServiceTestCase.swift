@@ -51,11 +51,14 @@ class ServiceTestCase: XCTestCase {
         return ["decode"] + (has("captioner") ? ["caption"] : []) + (has("unet") ? ["purify"] : []) + ["classify"]
     }
 
-    /// Starts lgapd (registered for cleanup) and waits until it is ready.
-    func startDaemon(_ options: DaemonProcess.Options, name: String = "d") throws -> DaemonProcess {
+    /// Starts lgapd (registered for cleanup) and waits until it is ready; `database` shares another
+    /// daemon's store.
+    func startDaemon(_ options: DaemonProcess.Options, name: String = "d", database: String? = nil) throws -> DaemonProcess {
         let dir = tmp + "/" + name
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let d = try DaemonProcess(directory: dir, options: options)
+        var o = options
+        if let database { o.database = database }
+        let d = try DaemonProcess(directory: dir, options: o)
         daemons.append(d)
         try d.start()
         return d
@@ -121,6 +124,23 @@ class ServiceTestCase: XCTestCase {
         }
         XCTFail("timed out after \(Int(timeout)) s waiting for \(what())" + (daemon.map { "\n" + $0.logTail } ?? ""), file: file, line: line)
         throw DaemonError(description: "timed out waiting for \(what())")
+    }
+
+    /// Restarts `daemon` whenever it dies (as systemd's Restart=on-failure would) until every id is
+    /// final in the store; returns how many restarts it took.
+    func superviseUntilFinal(_ daemon: DaemonProcess, ids: [String], store: JobStore, timeout: TimeInterval) throws -> Int {
+        var restarts = 0
+        let deadline = Date(timeIntervalSinceNow: timeout)
+        while Date() < deadline {
+            if try ids.allSatisfy({ try store.job($0)?.status.isFinal == true }) { return restarts }
+            if !daemon.isRunning {
+                restarts += 1
+                try daemon.start(samePorts: true)
+            }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        XCTFail("jobs not final after \(Int(timeout)) s and \(restarts) restarts\n\(daemon.logTail)")
+        throw DaemonError(description: "timed out")
     }
 
     // MARK: Packs
