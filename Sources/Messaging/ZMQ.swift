@@ -135,6 +135,8 @@ public final class ZMQSocket: @unchecked Sendable {
     public func setSendHighWaterMark(_ messages: Int32) throws { try set(ZMQ_SNDHWM, messages, "send high-water mark") }
     /// The kernel receive buffer (SO_RCVBUF) of each connection.
     public func setReceiveBuffer(bytes: Int32) throws { try set(ZMQ_RCVBUF, bytes, "receive buffer") }
+    /// The kernel send buffer (SO_SNDBUF) of each connection.
+    public func setSendBuffer(bytes: Int32) throws { try set(ZMQ_SNDBUF, bytes, "send buffer") }
     /// libzmq drops a peer that announces a larger frame, before buffering it.
     public func setMaxMessageSize(_ bytes: Int64) throws { try set(ZMQ_MAXMSGSIZE, bytes, "max message size") }
     /// ROUTER: sends to an unknown or full peer fail (EHOSTUNREACH / EAGAIN) instead of dropping silently.

@@ -155,6 +155,11 @@ public final class Daemon: @unchecked Sendable {
         // drops the connection before buffering the frame (this bounds what one connection can hold).
         try ingest.setMaxMessageSize(Int64(max(c.maxMessageBytes, c.maxHeaderBytes) + 65536))
         if c.ingestMode == .router { try ingest.setRouterMandatory(true) }
+        // What a peer that does not read (acks, results) can make lgapd hold is its queue
+        // (high-water mark) and a small kernel buffer, not the megabytes TCP autotuning would allow —
+        // and a full queue is seen soon, counted, and never waited on.
+        try ingest.setSendBuffer(bytes: 65536)
+        try results.setSendBuffer(bytes: 65536)
         try results.setSendHighWaterMark(Int32(c.resultsHighWaterMark))
         try results.setXPubNoDrop(true)
         try auth.configureServer(ingest, domain: "ingest")
