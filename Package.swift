@@ -75,6 +75,9 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
+        // Runs a command under a seccomp allow-list (SystemdUnitTests: lgapd under the unit's filter).
+        .executableTarget(name: "seccomp-run", path: "Tests/SeccompRun", linkerSettings: [.linkedLibrary("seccomp")]),
+
         // Test support: goldens (engine tests) and the daemon harness (integration tests, lgap-stress).
         .target(name: "TestSupport", dependencies: ["Tensor", "NN", "Locations"], path: "Tests/TestSupport"),
         .target(name: "ServiceHarness", dependencies: ["Messaging", "Provenance", "JobModel", "Locations", "TestSupport"],

@@ -183,6 +183,21 @@ public final class DaemonProcess: @unchecked Sendable {
         return (p.terminationReason == .exit ? p.terminationStatus : -p.terminationStatus, read(outPath), read(errPath))
     }
 
+    /// Runs any program to completion; its stdout (throws when it fails).
+    public static func runTool(_ path: String, _ arguments: [String]) throws -> String {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { throw DaemonError(description: "\(path) \(arguments.joined(separator: " ")) exited \(p.terminationStatus)") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     private static func cleanEnvironment(_ extra: [String: String]) -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         for k in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LGAP_PACK", "LGAP_DB", "LGAP_CONFIG"] { env[k] = nil }
