@@ -53,6 +53,13 @@ final class CurveTests: ServiceTestCase {
         XCTAssertNil(try store.job("curve-plain"))
         XCTAssertTrue(daemon.log.contains("refused producer: key not allowed"), daemon.logTail)
         XCTAssertTrue(daemon.log.contains(stranger.publicKey), "the refusal names the key\n\(daemon.logTail)")
+        // A subscriber with an unlisted key: refused, and logged as a subscriber.
+        let sub = try ZMQSocket(context, .sub)
+        try sub.setCurveClient(serverKey: server.publicKey, keys: stranger)
+        try sub.subscribe(topic: "result")
+        try sub.connect(daemon.resultsEndpoint)
+        try waitUntil("the subscriber refused", timeout: 10, daemon: daemon) { daemon.log.contains("refused subscriber: key not allowed") }
+        sub.close()
         stop(daemon)
     }
 

@@ -59,4 +59,48 @@ final class LgapctlTests: ServiceTestCase {
         XCTAssertEqual(replayed["label_matches"] as? Bool, true, "\(replayed)")
         stop(daemon)
     }
+
+    /// Operator output and files: control characters in stored text are escaped; --status is checked;
+    /// keygen and export never follow a link nor overwrite unless asked (export --force), and a secret
+    /// key is 0600 from its creation.
+    func testEscapingValidationAndSafeFiles() throws {
+        let daemon = try startDaemon(.init(mode: "router", pack: try fastPack()))
+        let dealer = try producer(daemon, .dealer)
+        XCTAssertEqual(try dealer.submit(header: ["id": "esc", "label": "cat\u{1B}[2J\nFAKE"], image: try TestImages.png).status, .accepted)
+        let store = try store(daemon)
+        try waitUntil("done", timeout: 30, daemon: daemon) { try store.job("esc")?.status == .done }
+        for args in [["show", "esc"], ["history"]] {
+            let r = try DaemonProcess.run("lgapctl", arguments: args + ["--db", daemon.database], directory: tmp)
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertFalse(r.stdout.unicodeScalars.contains { $0.value == 0x1B }, "\(args[0]) printed a raw ESC")
+            if args[0] == "show" { XCTAssertTrue(r.stdout.contains("\\u{1B}"), "show makes the escape visible:\n\(r.stdout)") }
+        }
+        let bogus = try DaemonProcess.run("lgapctl", arguments: ["history", "--status", "bogus", "--db", daemon.database], directory: tmp)
+        XCTAssertNotEqual(bogus.status, 0, "an unknown status is an error, not an empty list")
+        XCTAssertTrue(bogus.stderr.contains("bogus"), bogus.stderr)
+
+        // export: an existing file is kept unless --force; a symbolic link is never followed.
+        let target = tmp + "/victim", link = tmp + "/link.png", out = tmp + "/in.png"
+        try "precious".write(toFile: target, atomically: true, encoding: .utf8)
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
+        for (path, force) in [(link, false), (link, true), (target, false)] {
+            let r = try DaemonProcess.run("lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", path] + (force ? ["--force"] : []),
+                                          directory: tmp)
+            XCTAssertNotEqual(r.status, 0, "export to \(path) force \(force) must be refused")
+        }
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "precious")
+        XCTAssertEqual(try DaemonProcess.run("lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", out], directory: tmp).status, 0)
+        XCTAssertEqual(try DaemonProcess.run("lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", out, "--force"],
+                                             directory: tmp).status, 0)
+
+        // keygen: a new file, mode 0600; an existing path or a link is refused.
+        let key = tmp + "/producer.key"
+        XCTAssertEqual(try DaemonProcess.run("lgapctl", arguments: ["keygen", "--output", key], directory: tmp).status, 0)
+        let mode = try FileManager.default.attributesOfItem(atPath: key)[.posixPermissions] as? Int
+        XCTAssertEqual(mode, 0o600)
+        XCTAssertNotEqual(try DaemonProcess.run("lgapctl", arguments: ["keygen", "--output", key], directory: tmp).status, 0)
+        XCTAssertNotEqual(try DaemonProcess.run("lgapctl", arguments: ["keygen", "--output", link], directory: tmp).status, 0)
+        XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "precious")
+        stop(daemon)
+    }
 }
