@@ -71,7 +71,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "lgap-stress", dependencies: [
-            "Messaging", "Provenance", "JobModel", "Digest", "ImageIO", "LGAPFuzzSupport", "Locations", "ServiceHarness",
+            "Messaging", "Provenance", "JobModel", "Digest", "ImageIO", "LGAPFuzzSupport", "Locations", "ServiceHarness", "TestSupport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -10,7 +10,7 @@ struct LgapStress: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgap-stress",
         abstract: "Adversaries for lgapd: kill storms, wire fuzzing, overload, poison jobs, restart storms, mute peers, many producers, a full disk.",
-        subcommands: [Soak.self, FuzzWire.self, Overload.self])
+        subcommands: [Soak.self, FuzzWire.self, Overload.self, Poison.self, RestartStorm.self, MutePeer.self, ManyProducers.self, DiskFull.self])
 }
 
 /// Options every program shares.

@@ -15,7 +15,7 @@ the current (8-bit) adversarial images with its own seed, which captions, purifi
 and saves the purified PNGs the gradient is taken at. lgap matches the PyTorch reference to > 145 dB and
 is ~20x faster per image here, which is what makes 200 images x 10 steps x 10 samples affordable on CPU.
 
-Run: tools/train/run.sh tools/attack/bpda_eot.py --n 200 --steps 10 --eot 10 --out /work/eval/bpda-200
+Run: tools/train/run.sh tools/attack/bpda_eot.py --n 200 --steps 10 --eot 10 --out $LGAP_EVAL/bpda-200
      (add --defence lgap --batch 200 to attack through lgapctl)
 Writes OUT/adv/<class>/*.png, OUT/clean/<class>/*.png and OUT/attack.json; resumable per batch (and per
 step: OUT/state.pt).
@@ -24,7 +24,6 @@ import argparse
 import json
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import cifar, classifiers, purify_ref  # noqa: E402
 
 

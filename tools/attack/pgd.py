@@ -7,13 +7,12 @@ images (PIL-decoded, as lgap decodes them), runs PGD with a random start (ε = 8
 OUT/<class>/<name>.png, and reports the undefended accuracy on exactly what it saved (re-read from the
 PNGs). A deterministic subset: --n images spread evenly over the 9,000 (every 9000/n-th by index).
 
-Run: tools/train/run.sh tools/attack/pgd.py --n 1000 --out /work/eval/pgd-1000
+Run: tools/train/run.sh tools/attack/pgd.py --n 1000 --out $LGAP_EVAL/pgd-1000
 Writes OUT/<class>/*.png, OUT/clean/<class>/*.png (the same images unattacked, for paired evaluation)
 and OUT/attack.json (parameters, accuracies).
 """
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -22,8 +21,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import cifar, classifiers  # noqa: E402
 
 

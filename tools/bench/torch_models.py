@@ -17,15 +17,15 @@ the same folders and shapes. Threads: torch.set_num_threads(N); OPENBLAS_* as th
 import argparse
 import json
 import resource
-import sys
 import time
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 
 CLASSIFIERS = {
     "resnet56": None,  # the pack's real weights
@@ -36,6 +36,7 @@ CLASSIFIERS = {
 
 def prepare(cache):
     from safetensors.torch import save_file
+
     from lgaptools import classifiers
     cache.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
@@ -62,6 +63,7 @@ def prepare(cache):
     from transformers import BlipConfig, BlipForConditionalGeneration
     if not (cache / "blip-base" / "vocab.txt").exists():
         from transformers import BertTokenizer, BlipImageProcessor
+
         from lgaptools.cifar import SHARED
         BlipForConditionalGeneration(BlipConfig()).save_pretrained(cache / "blip-base")
         tok = BertTokenizer(str(SHARED / "data" / "tokenizers" / "bert-base-uncased" / "vocab.txt"))

@@ -4,7 +4,7 @@
 Reads a JSON list of cases on stdin ({"name", "op", shapes and parameters}), prints one JSON object
 {name: seconds per call (median)} on stdout. Threads: --threads (torch.set_num_threads); the caller
 sets OPENBLAS_CORETYPE / OPENBLAS_NUM_THREADS in the environment and reports them.
-Run by lgap-bench; by hand: echo '[...]' | /work/venv/bin/python tools/bench/torch_ops.py --threads 2
+Run by lgap-bench; by hand: echo '[...]' | $LGAP_PYTHON tools/bench/torch_ops.py --threads 2
 """
 import argparse
 import json

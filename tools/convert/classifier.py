@@ -16,13 +16,11 @@ checked to reproduce the source model's logits on random inputs before the scrip
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lgaptools import cifar, classifiers  # noqa: E402
 
 

@@ -4,7 +4,7 @@
 adversarial set with the same file names, PSNR(adversarial, clean) before and PSNR(purified adversarial,
 clean) after — how far purification moves an attacked image back toward its clean original.
 
-Run: tools/eval/denoise_psnr.py --clean /work/eval/tune-200/clean --adv /work/eval/tune-200/adv [--seed 1234]
+Run: tools/eval/denoise_psnr.py --clean $LGAP_EVAL/tune-200/clean --adv $LGAP_EVAL/tune-200/adv [--seed 1234]
 """
 import argparse
 import math
@@ -15,7 +15,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[2]
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 
 
 def load(path):
@@ -57,7 +59,7 @@ def main():
             rows["adversarial vs clean"] = [psnr(load(Path(args.adv) / f.parent.name / f.name), load(f)) for f in clean_files]
             rows["purified adversarial vs clean"] = [psnr(load(tmp / "adv" / f.parent.name / f"{f.stem}.purified.png"), load(f))
                                                      for f in clean_files]
-    print(f"| comparison | mean PSNR (dB) | images |\n|---|---|---|")
+    print("| comparison | mean PSNR (dB) | images |\n|---|---|---|")
     for name, values in rows.items():
         print(f"| {name} | {np.mean(values):.2f} | {len(values)} |")
 

@@ -12,46 +12,17 @@ inputs and rejection rates; an input is rejected when its caption names a class 
 prediction), and how often captions name the true class. Seeds are fixed per image (--seed) so the
 settings are paired.
 
-Run: tools/eval/evaluate.py --set clean=/work/eval/pgd-1000/clean --set pgd=/work/eval/pgd-1000/adv \\
-        --out /work/eval/report-pgd.md [--settings none,empty,lgap,lgap-k5] [--lgapctl .build/release/lgapctl]
+Run: tools/eval/evaluate.py --set clean=$LGAP_EVAL/pgd-1000/clean --set pgd=$LGAP_EVAL/pgd-1000/adv \\
+        --out $LGAP_EVAL/report-pgd.md [--settings none,empty,lgap,lgap-k5] [--lgapctl .build/release/lgapctl]
 Writes the markdown table to --out and the raw JSON lines beside it (<out>.<set>.<setting>.jsonl).
 """
 import argparse
-import json
-import math
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-SETTINGS = {"none": ["--no-purify"], "empty": ["--empty-caption"], "lgap": [], "lgap-k5": ["--ensemble", "5"]}
+from lgaptools import locations  # noqa: E402
 
-
-def wilson(k, n, z=1.96):
-    if n == 0:
-        return (0.0, 0.0, 0.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (p, max(0.0, c - h), min(1.0, c + h))
-
-
-def fmt(k, n):
-    p, lo, hi = wilson(k, n)
-    return f"{100 * p:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}] (n={n})"
-
-
-def run(lgapctl, folder, setting, extra, out_jsonl, seed):
-    if out_jsonl.exists() and out_jsonl.stat().st_size > 0:
-        return [json.loads(l) for l in out_jsonl.read_text().splitlines() if l.strip()]
-    cmd = [lgapctl, "purify", "--json", "--seed", str(seed), "--batch", "32"] + SETTINGS[setting] + extra + [str(folder)]
-    t0 = time.time()
-    with open(out_jsonl, "w") as f:
-        subprocess.run(cmd, stdout=f, check=True)
-    print(f"  {setting} on {folder}: {time.time() - t0:.0f} s", flush=True)
-    return [json.loads(l) for l in out_jsonl.read_text().splitlines() if l.strip()]
+ROOT = locations.repo()
+from lgaptools.lgapctl_runs import SETTINGS, fmt, run, wilson  # noqa: E402, F401
 
 
 def main():
@@ -65,7 +36,6 @@ def main():
     args = p.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT / "tools"))
     from lgaptools import captions, cifar
     rows = []
     caption_rows = []

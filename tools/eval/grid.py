@@ -4,19 +4,19 @@ adversarial / adversarial noised to the start step / purified with the generated
 the empty caption. The purification runs through tools/lgaptools/purify_ref (diffusers components),
 which lgap matches to > 140 dB PSNR on this pack (PackParityTests), with the pack's defaults, seed 1000 + row.
 
-Run: tools/eval/grid.py --clean /work/eval/pgd-1000/clean --adv /work/eval/pgd-1000/adv --out docs/images/purify-grid.png
+Run: tools/eval/grid.py --clean $LGAP_EVAL/pgd-1000/clean --adv $LGAP_EVAL/pgd-1000/adv --out docs/images/purify-grid.png
 """
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import purify_ref  # noqa: E402
 
 
@@ -40,7 +40,7 @@ def main():
     processor = BlipProcessor.from_pretrained(pack / "captioner")
     blip = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
     columns = ["clean", "PGD", "noised", "LGAP", "no caption"]
-    s, size = args.scale, 32 * args.scale
+    size = 32 * args.scale
     header = 14
     grid = Image.new("RGB", (len(columns) * (size + 4) + 480, len(manifest["classes"]) * (size + 4) + header), "white")
     draw = ImageDraw.Draw(grid)

@@ -5,8 +5,8 @@ the images the generated caption turns right (fixes) and wrong (breaks) and give
 McNemar p-value (binomial test on the discordant pairs) and the 95% interval of the paired accuracy
 difference.
 
-Run: tools/eval/mcnemar.py /work/eval/s12/pgd-1000.md [--sets clean,pgd]
-     [--lgap-report /work/eval/s13/pgd-1000-g3.md]  (the lgap side from another report, e.g. one run with
+Run: tools/eval/mcnemar.py $LGAP_EVAL/s12/pgd-1000.md [--sets clean,pgd]
+     [--lgap-report $LGAP_EVAL/s13/pgd-1000-g3.md]  (the lgap side from another report, e.g. one run with
      `--extra "--guidance 3"`; the empty side stays the first report's)
 """
 import argparse

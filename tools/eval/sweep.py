@@ -4,16 +4,15 @@ tuning set (clean and adversarial, disjoint from the evaluation set) for a grid 
 with the generated caption and with the empty caption, and writes one table of accuracies with 95%
 Wilson intervals.
 
-Run: tools/eval/sweep.py --clean /work/eval/tune-200/clean --adv /work/eval/tune-200/adv \\
-        --strengths 0.1,0.2,0.3,0.4 --guidances 1,2,4 --out /work/eval/sweep.md
+Run: tools/eval/sweep.py --clean $LGAP_EVAL/tune-200/clean --adv $LGAP_EVAL/tune-200/adv \\
+        --strengths 0.1,0.2,0.3,0.4 --guidances 1,2,4 --out $LGAP_EVAL/sweep.md
 Raw JSON lines go beside --out (<out>.<set>.<setting>-s<strength>-g<guidance>.jsonl; reruns reuse them).
 """
 import argparse
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import evaluate  # noqa: E402
+from lgaptools import locations
+from lgaptools.lgapctl_runs import fmt, run
 
 
 def accuracy(rows):
@@ -28,7 +27,7 @@ def main():
     p.add_argument("--strengths", default="0.1,0.2,0.3,0.4")
     p.add_argument("--guidances", default="1,2,4")
     p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--lgapctl", default=str(evaluate.ROOT / ".build" / "release" / "lgapctl"))
+    p.add_argument("--lgapctl", default=str(locations.repo() / ".build" / "release" / "lgapctl"))
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--out", required=True)
     args = p.parse_args()
@@ -42,8 +41,8 @@ def main():
             extra = ["--strength", s, "--steps", str(args.steps), "--guidance", g]
             cells = []
             for name, folder in (("clean", args.clean), ("adv", args.adv)):
-                rows = evaluate.run(args.lgapctl, folder, setting, extra, Path(f"{out}.{name}.{setting}-s{s}-g{g}.jsonl"), args.seed)
-                cells.append(evaluate.fmt(*accuracy(rows)))
+                rows = run(args.lgapctl, folder, setting, extra, Path(f"{out}.{name}.{setting}-s{s}-g{g}.jsonl"), args.seed)
+                cells.append(fmt(*accuracy(rows)))
             lines.append(f"| {s} | {g if setting == 'lgap' else '–'} | {'generated' if setting == 'lgap' else 'empty'} | {cells[0]} | {cells[1]} |")
             out.write_text("\n".join(lines) + "\n")
             print(lines[-1], flush=True)

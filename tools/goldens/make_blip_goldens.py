@@ -22,12 +22,11 @@
   tokenizer-legacy/) and the fixture vocab ("fixture", model/), and decode() outputs (skip_special_tokens
   True and False) for id lists.
 
-Run: OPENBLAS_NUM_THREADS=1 /work/venv/bin/python tools/goldens/make_blip_goldens.py
+Run: OPENBLAS_NUM_THREADS=1 $LGAP_PYTHON tools/goldens/make_blip_goldens.py
 """
 import io
 import json
 import shutil
-import sys
 import tarfile
 from pathlib import Path
 
@@ -36,12 +35,12 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from lgaptools import cifar  # noqa: E402
+from lgaptools import locations  # noqa: E402
 
-from transformers import (BertTokenizer, BlipConfig, BlipForConditionalGeneration,  # noqa: E402
-                          BlipImageProcessor, BlipProcessor)
+ROOT = locations.repo()
+from transformers import BertTokenizer, BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor  # noqa: E402
+
+from lgaptools import cifar  # noqa: E402
 
 OUT = ROOT / "Tests" / "Fixtures" / "blip"
 BERT_VOCAB = cifar.SHARED / "data" / "tokenizers" / "bert-base-uncased" / "vocab.txt"

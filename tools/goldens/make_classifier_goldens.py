@@ -9,21 +9,20 @@
 - resnet56-cifar64.safetensors: logits of the committed models/cifar10-mini/classifier on the first
   64 ../shared test-dev images (sorted by path), decoded with PIL.
 
-Run: /work/venv/bin/python tools/goldens/make_classifier_goldens.py
+Run: $LGAP_PYTHON tools/goldens/make_classifier_goldens.py
 """
 import io
 import json
-import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import cifar, classifiers  # noqa: E402
 
 OUT = ROOT / "Tests" / "Fixtures" / "classifiers"

@@ -15,19 +15,19 @@
   encoder and tokenizer are symlinks to sd15-tiny's) with purifications from
   tools/lgaptools/purify_ref.py.
 
-Run: /work/venv/bin/python tools/goldens/make_diffusion_goldens.py
+Run: $LGAP_PYTHON tools/goldens/make_diffusion_goldens.py
 """
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import cliptok, purify_ref  # noqa: E402
 
 OUT = ROOT / "Tests" / "Fixtures" / "diffusion"

@@ -16,7 +16,6 @@ import io
 import struct
 import tarfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 import torch

@@ -6,10 +6,9 @@ parameters are JSON in the file's __metadata__ under the case name. Inputs come 
 rerunning the script reproduces the file exactly. The Swift tests in Tests/TensorTests read it and
 compare every element with |a − b| ≤ atol + rtol·|b|.
 
-Run: /work/venv/bin/python tools/goldens/make_op_goldens.py   (the venv of tools/setup-venv.sh)
+Run: $LGAP_PYTHON tools/goldens/make_op_goldens.py   (the venv of tools/setup-venv.sh)
 """
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -17,7 +16,9 @@ import torch.nn.functional as F
 from PIL import Image
 from safetensors.torch import save_file
 
-OUT = Path(__file__).resolve().parents[2] / "Tests" / "Fixtures" / "ops.safetensors"
+from lgaptools import locations
+
+OUT = locations.repo() / "Tests" / "Fixtures" / "ops.safetensors"
 tensors, meta = {}, {}
 gen = torch.Generator().manual_seed(20261125)
 

@@ -8,21 +8,20 @@ reference libraries on 16 ../shared test-dev images, for the Swift end-to-end pa
   default strength/steps/guidance, the beam caption, and seed 1000 + i — float outputs in [0, 1].
 - The images are the PIL-decoded pixels (Swift decodes the same JPEGs identically).
 
-Run after the pack is assembled: /work/venv/bin/python tools/goldens/make_pack_goldens.py
+Run after the pack is assembled: $LGAP_PYTHON tools/goldens/make_pack_goldens.py
 """
 import io
 import json
-import sys
 import tarfile
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import cifar, purify_ref  # noqa: E402
 
 PACK = ROOT / "models" / "cifar10-mini"

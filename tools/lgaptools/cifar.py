@@ -9,14 +9,13 @@ import hashlib
 import io
 import os
 import tarfile
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-
 from . import locations
+
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 SHARED = locations.data_root()
 ARCHIVES = {"train": "train.tar.gz", "test": "test-dev.tar.gz"}
@@ -88,3 +87,9 @@ def load(split):
     np.savez(tmp, images=images, labels=labels, names=np.array(names))
     os.replace(tmp, cached)
     return images, labels, names
+
+
+def even_indices(n, total, offset=0):
+    """The attacks' deterministic subset: n indices spread evenly over `total` images (classes balanced,
+    since images are sorted by class), shifted by `offset` (as tools/attack/pgd.py and bpda_eot.py pick them)."""
+    return (np.linspace(0, total - 1, n).round().astype(int) + offset) % total

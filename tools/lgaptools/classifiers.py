@@ -137,8 +137,8 @@ def build(config):
     if arch == "wide_resnet":
         return WideResNet(config["depth"], config["widen_factor"], config["num_classes"])
     if arch == "torchvision_resnet":
-        import torchvision
-        from torchvision.models.resnet import BasicBlock as TVBasic, Bottleneck, ResNet
+        from torchvision.models.resnet import BasicBlock as TVBasic
+        from torchvision.models.resnet import Bottleneck, ResNet
         standard = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
         depth = config["depth"]
         block = TVBasic if depth < 50 else Bottleneck

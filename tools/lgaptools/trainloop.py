@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import locations
+
 
 def setup_threads(n=None):
     n = n or int(os.environ.get("LGAP_TORCH_THREADS", "2"))
@@ -115,7 +117,7 @@ def repo_relative(path):
     """A path as it goes into a hashed configuration: relative to the repository when inside it, so the
     same run is recognised in another checkout (a GPU machine's copy of the tree)."""
     path = Path(path).expanduser().resolve()
-    repo = Path(__file__).resolve().parents[2]
+    repo = locations.repo()
     try:
         return str(path.relative_to(repo))
     except ValueError:

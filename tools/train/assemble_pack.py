@@ -10,11 +10,10 @@ tools/train/train_captioner.py --export, the diffusion folders from tools/train/
 """
 import argparse
 import json
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
+from lgaptools import locations  # noqa: E402
+
+ROOT = locations.repo()
 from lgaptools import captions, cifar  # noqa: E402
 
 PACK = ROOT / "models" / "cifar10-mini"

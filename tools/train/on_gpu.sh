@@ -14,7 +14,7 @@
 #   back here:           tools/train/on_gpu.sh export[-captioner2] MINUTES RESULTS_DIR [PACK]
 #     (files_at of the call; writes the captioner, unet, text_encoder and tokenizer of PACK, default
 #     models/cifar10-mini, through the tools' own --export, which checks the runs' configuration hashes)
-#   dry run on this CPU: LGAP_DEVICE=cpu LGAP_PYTHON=/work/venv/bin/python OUT=/tmp/o tools/train/on_gpu.sh train 0.3
+#   dry run on this CPU: LGAP_DEVICE=cpu LGAP_PYTHON=VENV/bin/python OUT=/tmp/o tools/train/on_gpu.sh train 0.3
 set -uo pipefail
 mode=${1:?train or export}
 minutes=${2:?minutes}
@@ -47,7 +47,7 @@ if [ "$mode" = export-captioner2 ]; then
   home=${LGAP_CACHE:-$HOME/.cache/lgap}/train
   mkdir -p "$home/captioner2-gpu"
   cp "$results/captioner-slim.pt" "$home/captioner2-gpu/checkpoint.pt"
-  exec ${LGAP_PYTHON:-/work/venv/bin/python} tools/train/train_captioner.py "${CAPTIONER2[@]}" \
+  exec ${LGAP_PYTHON:-python3} tools/train/train_captioner.py "${CAPTIONER2[@]}" \
     --out "$home/captioner2-gpu" --export "${4:-models/cifar10-mini}"
 fi
 if [ "$mode" = export ]; then
@@ -57,7 +57,7 @@ if [ "$mode" = export ]; then
   mkdir -p "$home/captioner-gpu" "$home/diffusion-gpu"
   cp "$results/captioner-slim.pt" "$home/captioner-gpu/checkpoint.pt"
   cat "$results"/diffusion-slim.pt.part* > "$home/diffusion-gpu/checkpoint.pt"
-  py=${LGAP_PYTHON:-/work/venv/bin/python}
+  py=${LGAP_PYTHON:-python3}
   "$py" tools/train/train_captioner.py "${CAPTIONER[@]}" --out "$home/captioner-gpu" --export "$pack" || exit 1
   "$py" tools/train/train_diffusion.py "${DIFFUSION[@]}" --out "$home/diffusion-gpu" --export "$pack" || exit 1
   exit 0
@@ -82,7 +82,7 @@ export LGAP_SHARED=${LGAP_SHARED:-$PWD/.gpu/shared} LGAP_CACHE=$work/cache PYTHO
 export LGAP_TORCH_THREADS=${LGAP_TORCH_THREADS:-4}
 mkdir -p "$work/cache" "$out"
 [ "$dev" = cuda ] && nvidia-smi -L
-"$py" -c "import sys; sys.path.insert(0, 'tools'); from lgaptools import cifar; print(len(cifar.load('train')[0]), 'training images')" || exit 1
+"$py" -c "from lgaptools import cifar; print(len(cifar.load('train')[0]), 'training images')" || exit 1
 if [ "$mode" = train-captioner2 ]; then
   "$py" tools/train/train_captioner.py "${CAPTIONER2[@]}" --device "$dev" --out "$work/captioner2" --val-every 1000 \
     --slim "$out/captioner-slim.pt" 2>&1 | tee "$out/captioner.log" | grep -v Warn

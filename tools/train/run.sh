@@ -4,9 +4,9 @@
 # work keeps priority. OpenBLAS 0.3.21 does not recognise this CPU: with OPENBLAS_CORETYPE unset it
 # falls back to the generic Prescott kernel (≈ 30 GFLOP/s), so training names its AVX-512 kernel
 # (SkylakeX, ≈ 2x the environment's Haswell preset; override with LGAP_TRAIN_CORETYPE).
-# Usage: tools/train/run.sh SCRIPT.py [ARGS...]   (python: $LGAP_PYTHON, default /work/venv/bin/python)
+# Usage: tools/train/run.sh SCRIPT.py [ARGS...]   (python: $LGAP_PYTHON, default python3 on PATH)
 set -euo pipefail
-py=${LGAP_PYTHON:-/work/venv/bin/python}
+py=${LGAP_PYTHON:-python3}
 tc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 [ -f "$tc" ] && export LD_PRELOAD="$tc${LD_PRELOAD:+:$LD_PRELOAD}"
 export OPENBLAS_CORETYPE=${LGAP_TRAIN_CORETYPE:-SkylakeX}

@@ -33,7 +33,6 @@ model.safetensors (fp16), vocab.txt, tokenizer files, preprocessor_config.json, 
 """
 import argparse
 import hashlib
-import sys
 import time
 from pathlib import Path
 
@@ -41,7 +40,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lgaptools import captions, cifar, trainloop  # noqa: E402
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -120,7 +118,7 @@ def init_from_folder(model, tok, folder):
     """Copies an exported captioner's weights into `model`: same architecture required; vocabulary rows
     (word embeddings, LM head) are matched by token, and words the old vocabulary lacks keep their
     fresh initialisation."""
-    from transformers import BlipForConditionalGeneration, BertTokenizer
+    from transformers import BertTokenizer, BlipForConditionalGeneration
     folder = Path(folder)
     old = BlipForConditionalGeneration.from_pretrained(folder, torch_dtype=torch.float32)
     old_tok = BertTokenizer.from_pretrained(folder)

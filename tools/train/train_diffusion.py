@@ -36,7 +36,6 @@ Writes: <out>/checkpoint.pt, <out>/log.jsonl; with --export: <pack>/{text_encode
 import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -44,7 +43,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lgaptools import captions, cifar, cliptok, trainloop  # noqa: E402
 
 ARCHS = {
