@@ -1,11 +1,12 @@
 # lgap — common entry points. `make test` is what CI runs (.ci/run).
 SWIFT ?= swift
 PREFIX ?= /usr/local
+RUFF ?= ruff
 # Numeric code is ~100x slower in debug builds, so tests build in release with @testable enabled.
 RELEASE := -c release
 TESTFLAGS := $(RELEASE) -Xswiftc -enable-testing
 
-.PHONY: deps build test bench install demo clean
+.PHONY: deps build test bench install demo clean lint format
 
 deps:
 	scripts/setup-debian.sh
@@ -18,7 +19,7 @@ test: deps
 	scripts/with-test-postgres.sh $(SWIFT) test $(TESTFLAGS) --skip-build
 
 bench: build
-	.build/release/lgap-bench
+	.build/release/lgap-bench pipeline
 
 # The main job on the default pack: caption, purify and classify the sample images offline.
 demo: build
@@ -29,3 +30,12 @@ install: deps
 
 clean:
 	rm -rf .build
+
+# Style: swift-format (.swift-format) over the Swift sources, ruff (tools/pyproject.toml) over tools/.
+# `make format` applies swift-format's layout; `make lint` only checks (CI runs it).
+lint:
+	$(SWIFT) format lint --strict -r Sources Tests Package.swift
+	$(RUFF) check tools
+
+format:
+	$(SWIFT) format format -i -r Sources Tests Package.swift

@@ -15,13 +15,13 @@ let package = Package(
         .executable(name: "lgapd", targets: ["lgapd"]),
         .executable(name: "lgapctl", targets: ["lgapctl"]),
         .executable(name: "lgap-bench", targets: ["lgap-bench"]),
-        .library(name: "LGAPFuzzSupport", targets: ["LGAPFuzzSupport"]),
+        .library(name: "LGAPFuzzSupport", targets: ["LGAPFuzzSupport"])
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0")
     ],
     targets: [
         // C libraries: system targets are a module map and a shim header each.
@@ -29,8 +29,9 @@ let package = Package(
         .systemLibrary(name: "CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CPostgres", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        .target(name: "CImageIO", cSettings: optimize,
-                linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
+        .target(
+            name: "CImageIO", cSettings: optimize,
+            linkerSettings: [.linkedLibrary("png16"), .linkedLibrary("jpeg")]),
         .target(name: "CKernels", cSettings: optimize),
         .target(name: "CCrashJournal"),
 
@@ -48,40 +49,51 @@ let package = Package(
         .target(name: "Pipeline"),
         .target(name: "Messaging", dependencies: ["CZeroMQ", "JobModel", "ImageIO"]),
         .target(name: "Provenance", dependencies: ["JobModel", "Models", "CPostgres", .product(name: "GRDB", package: "GRDB.swift")]),
-        .target(name: "Service", dependencies: [
-            "JobModel", "JobProcessing", "Pipeline", "Messaging", "Provenance", "Models", "ImageIO", "Tensor", "Digest", "Locations",
-            "CCrashJournal",
-            .product(name: "Logging", package: "swift-log"),
-            .product(name: "TOMLKit", package: "TOMLKit"),
-        ]),
+        .target(
+            name: "Service",
+            dependencies: [
+                "JobModel", "JobProcessing", "Pipeline", "Messaging", "Provenance", "Models", "ImageIO", "Tensor", "Digest", "Locations",
+                "CCrashJournal",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit")
+            ]),
         .target(name: "LGAPFuzzSupport", dependencies: ["ImageIO", "Messaging"]),
 
         // Programs.
-        .executableTarget(name: "lgapd", dependencies: [
-            "Service", "Provenance", "JobModel", "Locations",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
-        ]),
-        .executableTarget(name: "lgapctl", dependencies: [
-            "Service", "Provenance", "JobModel", "JobProcessing", "Messaging", "Models", "ImageIO", "Tensor", "Digest", "Locations",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "lgap-bench", dependencies: [
-            "Tensor", "NN", "ImageIO", "Models", "JobModel", "JobProcessing", "Messaging", "Locations", "ServiceHarness",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
-        .executableTarget(name: "lgap-stress", dependencies: [
-            "Messaging", "Provenance", "JobModel", "Digest", "ImageIO", "LGAPFuzzSupport", "Locations", "ServiceHarness", "TestSupport",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ]),
+        .executableTarget(
+            name: "lgapd",
+            dependencies: [
+                "Service", "Provenance", "JobModel", "Locations",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log")
+            ]),
+        .executableTarget(
+            name: "lgapctl",
+            dependencies: [
+                "Service", "Provenance", "JobModel", "JobProcessing", "Messaging", "Models", "ImageIO", "Tensor", "Digest", "Locations",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
+        .executableTarget(
+            name: "lgap-bench",
+            dependencies: [
+                "Tensor", "NN", "ImageIO", "Models", "JobModel", "JobProcessing", "Messaging", "Locations", "ServiceHarness",
+                "Provenance", "Digest", .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
+        .executableTarget(
+            name: "lgap-stress",
+            dependencies: [
+                "Messaging", "Provenance", "JobModel", "Digest", "ImageIO", "LGAPFuzzSupport", "Locations", "ServiceHarness", "TestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser")
+            ]),
 
         // Runs a command under a seccomp allow-list (SystemdUnitTests: lgapd under the unit's filter).
         .executableTarget(name: "seccomp-run", path: "Tests/SeccompRun", linkerSettings: [.linkedLibrary("seccomp")]),
 
         // Test support: goldens (engine tests) and the daemon harness (integration tests, lgap-stress).
         .target(name: "TestSupport", dependencies: ["Tensor", "NN", "Locations"], path: "Tests/TestSupport"),
-        .target(name: "ServiceHarness", dependencies: ["Messaging", "Provenance", "JobModel", "Locations", "TestSupport"],
-                path: "Tests/ServiceHarness"),
+        .target(
+            name: "ServiceHarness", dependencies: ["Messaging", "Provenance", "JobModel", "Locations", "TestSupport"],
+            path: "Tests/ServiceHarness"),
 
         // Tests: one target per library module, and the spawned-daemon suites.
         .testTarget(name: "TensorTests", dependencies: ["Tensor", "NN", "TestSupport"]),
@@ -91,12 +103,24 @@ let package = Package(
         .testTarget(name: "JobModelTests", dependencies: ["JobModel", "Models", "TestSupport"]),
         .testTarget(name: "MessagingTests", dependencies: ["Messaging", "JobModel", "ImageIO"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline"]),
-        .testTarget(name: "ProvenanceTests", dependencies: ["Provenance", "JobModel", "Models", "ImageIO", "Digest", "ServiceHarness",
-                                                           .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "ServiceTests", dependencies: ["Service", "JobModel", "Messaging", "Models", "ImageIO", "Provenance", "Pipeline",
-                                                         "JobProcessing", "TestSupport", "ServiceHarness"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["ServiceHarness", "Messaging", "Provenance", "JobModel", "Digest", "ImageIO",
-                                                             "TestSupport", "Locations"]),
+        .testTarget(
+            name: "ProvenanceTests",
+            dependencies: [
+                "Provenance", "JobModel", "Models", "ImageIO", "Digest", "ServiceHarness",
+                .product(name: "GRDB", package: "GRDB.swift")
+            ]),
+        .testTarget(
+            name: "ServiceTests",
+            dependencies: [
+                "Service", "JobModel", "Messaging", "Models", "ImageIO", "Provenance", "Pipeline",
+                "JobProcessing", "TestSupport", "ServiceHarness"
+            ]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "ServiceHarness", "Messaging", "Provenance", "JobModel", "Digest", "ImageIO",
+                "TestSupport", "Locations"
+            ])
     ],
     swiftLanguageModes: [.v6]
 )

@@ -12,7 +12,7 @@ $bin/lgapd --db "$dir/lgapd.sqlite" --ingest $ingest --results $results --ingest
 pid=$!
 trap 'kill $pid 2>/dev/null || true' EXIT
 for _ in $(seq 100); do grep -q " ready" "$dir/lgapd.log" 2>/dev/null && break; sleep 0.1; done
-$bin/lgapctl submit --mode router --endpoint $ingest --results $results --label-from-dir --wait "${@:-models/cifar10-mini/samples}"
+$bin/lgapctl submit --mode router --endpoint $ingest --results $results --label-from-name --wait "${@:-models/cifar10-mini/samples}"
 echo; $bin/lgapctl history --db "$dir/lgapd.sqlite" --limit 5
 echo; $bin/lgapctl stats --db "$dir/lgapd.sqlite"
 kill -TERM $pid; wait $pid; trap - EXIT

@@ -20,9 +20,12 @@ if [ ! -f /etc/lgapd/lgapd.toml ]; then
     chmod 0644 /etc/lgapd/lgapd.toml
 fi
 if [ -d /etc/systemd/system ]; then
-    sed -e "s|/usr/local/|$prefix/|g" systemd/lgapd.service > /etc/systemd/system/lgapd.service
-    chmod 0644 /etc/systemd/system/lgapd.service
+    for unit in lgapd.service lgapd@.service; do
+        sed -e "s|/usr/local/|$prefix/|g" "systemd/$unit" > "/etc/systemd/system/$unit"
+        chmod 0644 "/etc/systemd/system/$unit"
+    done
     echo "installed; start with: systemctl daemon-reload && systemctl enable --now lgapd"
+    echo "(a fleet node: /etc/lgapd/NAME.toml from Config/fleet/node.toml, then systemctl enable --now lgapd@NAME)"
 else
     echo "installed to $prefix (no /etc/systemd/system: run $prefix/bin/lgapd --config /etc/lgapd/lgapd.toml yourself)"
 fi

@@ -19,8 +19,10 @@ start)
         (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break
     done
     as_user "$bin/initdb" -D "$dir/data" -U lgap --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1
-    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-        -o "-c listen_addresses=127.0.0.1 -c port=$port -c unix_socket_directories=$dir -c fsync=off -c max_connections=200" start >/dev/null
+    # Settings in postgresql.conf (not pg_ctl -o), so tests can stop and start the server on the same port.
+    printf "listen_addresses = '127.0.0.1'\nport = %s\nunix_socket_directories = '%s'\nfsync = off\nmax_connections = 200\n" \
+        "$port" "$dir" | as_user tee -a "$dir/data/postgresql.conf" >/dev/null
+    as_user "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null
     as_user "$bin/createdb" -h 127.0.0.1 -p "$port" -U lgap lgap_test
     echo "export LGAP_TEST_POSTGRES=postgres://lgap@127.0.0.1:$port/lgap_test LGAP_TEST_PGDATA=$dir/data LGAP_TEST_PGBIN=$bin"
     ;;

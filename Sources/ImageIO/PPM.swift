@@ -17,9 +17,13 @@ enum PPM {
         func isSpace(_ c: UInt8) -> Bool { c == 0x20 || c == 0x09 || c == 0x0A || c == 0x0D || c == 0x0B || c == 0x0C }
         func number() throws -> Int {
             while i < data.count {
-                if isSpace(data[i]) { i += 1 } else if data[i] == UInt8(ascii: "#") {
+                if isSpace(data[i]) {
+                    i += 1
+                } else if data[i] == UInt8(ascii: "#") {
                     while i < data.count && data[i] != 0x0A { i += 1 }
-                } else { break }
+                } else {
+                    break
+                }
             }
             var value = 0, digits = 0
             while i < data.count, data[i] >= 0x30, data[i] <= 0x39 {

@@ -8,8 +8,9 @@ public struct RGBImage: Sendable, Equatable {
     public var pixels: [UInt8]
 
     public init(width: Int, height: Int, pixels: [UInt8]) {
-        precondition(width > 0 && height > 0 && pixels.count == width * height * 3,
-                     "RGBImage \(width)×\(height) needs \(width * height * 3) bytes, got \(pixels.count)")
+        precondition(
+            width > 0 && height > 0 && pixels.count == width * height * 3,
+            "RGBImage \(width)×\(height) needs \(width * height * 3) bytes, got \(pixels.count)")
         self.width = width
         self.height = height
         self.pixels = pixels
@@ -33,8 +34,9 @@ public struct RGBImage: Sendable, Equatable {
     /// the same as torch's (x.clamp(0,1) * 255).round().to(uint8).
     public init(tensor t: Tensor) {
         let shape = t.rank == 4 ? Array(t.shape.dropFirst()) : t.shape
-        precondition(shape.count == 3 && shape[0] == 3 && (t.rank == 3 || t.shape[0] == 1),
-                     "RGBImage(tensor:) needs [1, 3, H, W] or [3, H, W], got \(t.shape)")
+        precondition(
+            shape.count == 3 && shape[0] == 3 && (t.rank == 3 || t.shape[0] == 1),
+            "RGBImage(tensor:) needs [1, 3, H, W] or [3, H, W], got \(t.shape)")
         let h = shape[1], w = shape[2], plane = h * w
         var px = [UInt8](repeating: 0, count: plane * 3)
         t.withData { p in

@@ -9,8 +9,10 @@ public struct JobParams: Codable, Equatable, Sendable {
     public var ensemble: Int?
     public var eta: Double?
 
-    public init(strength: Double? = nil, steps: Int? = nil, guidance: Double? = nil, seed: UInt64? = nil,
-                ensemble: Int? = nil, eta: Double? = nil) {
+    public init(
+        strength: Double? = nil, steps: Int? = nil, guidance: Double? = nil, seed: UInt64? = nil,
+        ensemble: Int? = nil, eta: Double? = nil
+    ) {
         self.strength = strength; self.steps = steps; self.guidance = guidance
         self.seed = seed; self.ensemble = ensemble; self.eta = eta
     }

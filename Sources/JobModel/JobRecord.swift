@@ -60,9 +60,11 @@ public struct JobRecord: Codable, Sendable, Equatable {
     /// Milliseconds per stage.
     public var timings: [String: Double]?
 
-    public init(id: String, node: String, receivedAt: Date, runId: Int64?, mode: IngestMode, peer: String?, input: [UInt8],
-                inputSha256: String, inputFormat: ImageFormat, width: Int, height: Int, label: String?, meta: String?,
-                requestedParams: JobParams?, params: PurificationParameters, cost: Int64) {
+    public init(
+        id: String, node: String, receivedAt: Date, runId: Int64?, mode: IngestMode, peer: String?, input: [UInt8],
+        inputSha256: String, inputFormat: ImageFormat, width: Int, height: Int, label: String?, meta: String?,
+        requestedParams: JobParams?, params: PurificationParameters, cost: Int64
+    ) {
         self.id = id
         status = .accepted
         self.node = node
@@ -110,8 +112,10 @@ public struct RefusalRecord: Codable, Sendable, Equatable {
     /// The header's first KiB, control characters escaped.
     public var header: String?
 
-    public init(claimedId: String?, reason: ReasonCode, error: String, node: String, receivedAt: Date, runId: Int64?,
-                mode: IngestMode, peer: String?, inputSha256: String?, inputSize: Int?, header: String?) {
+    public init(
+        claimedId: String?, reason: ReasonCode, error: String, node: String, receivedAt: Date, runId: Int64?,
+        mode: IngestMode, peer: String?, inputSha256: String?, inputSize: Int?, header: String?
+    ) {
         self.claimedId = claimedId
         self.reason = reason
         self.error = error

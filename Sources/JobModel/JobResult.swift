@@ -24,7 +24,7 @@ public struct JobResult: Codable, Sendable, Equatable {
     public var consistency: Consistency?
     /// Milliseconds per stage.
     public var timingsMs: [String: Double]
-    /// The node that ran it (fleet mode; absent for a single node that has no name set).
+    /// The node that ran it (`[daemon] node`, default the host name).
     public var node: String?
     /// PNG of the first purified image, kept in the store for `lgapctl export` (never published).
     public var purifiedPNG: [UInt8]?
@@ -36,8 +36,10 @@ public struct JobResult: Codable, Sendable, Equatable {
         case topK = "top_k", timingsMs = "timings_ms"
     }
 
-    public init(id: String, status: JobStatus, stages: [StageName], stagesRun: [StageName], inputSha256: String,
-                params: PurificationParameters, timingsMs: [String: Double] = [:]) {
+    public init(
+        id: String, status: JobStatus, stages: [StageName], stagesRun: [StageName], inputSha256: String,
+        params: PurificationParameters, timingsMs: [String: Double] = [:]
+    ) {
         self.id = id
         self.status = status
         self.stages = stages

@@ -35,8 +35,10 @@ public final class JobItem: @unchecked Sendable {
     public var timings: [String: Double] = [:]
     public var failure: JobFailure?
 
-    public init(id: String, input: [UInt8], format: ImageFormat?, parameters: PurificationParameters, inputSHA256: String,
-                seq: Int64? = nil, memoryBytes: Int = 0, isolated: Bool = false) {
+    public init(
+        id: String, input: [UInt8], format: ImageFormat?, parameters: PurificationParameters, inputSHA256: String,
+        seq: Int64? = nil, memoryBytes: Int = 0, isolated: Bool = false
+    ) {
         self.id = id
         self.input = input
         self.format = format
@@ -53,8 +55,9 @@ public final class JobItem: @unchecked Sendable {
 
     /// The finished job as the result message and the store's outcome.
     public func result(stages: [StageName], node: String? = nil) -> JobResult {
-        var r = JobResult(id: id, status: .done, stages: stages, stagesRun: stagesRun, inputSha256: inputSHA256, params: parameters,
-                          timingsMs: timings.mapValues { ($0 * 1000).rounded() / 1000 })
+        var r = JobResult(
+            id: id, status: .done, stages: stages, stagesRun: stagesRun, inputSha256: inputSHA256, params: parameters,
+            timingsMs: timings.mapValues { ($0 * 1000).rounded() / 1000 })
         r.failure = failure
         r.node = node
         if let c = caption {

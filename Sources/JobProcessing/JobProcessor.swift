@@ -22,8 +22,10 @@ public struct ProcessorOptions: Sendable {
     /// Called after every denoising step (lgapd's watchdog heartbeat during long purifications).
     public var progress: (@Sendable () -> Void)?
 
-    public init(limits: ImageLimits = ImageLimits(), keepPurified: Bool = true, purify: Bool = true, emptyCaption: Bool = false,
-                progress: (@Sendable () -> Void)? = nil) {
+    public init(
+        limits: ImageLimits = ImageLimits(), keepPurified: Bool = true, purify: Bool = true, emptyCaption: Bool = false,
+        progress: (@Sendable () -> Void)? = nil
+    ) {
         self.limits = limits
         self.keepPurified = keepPurified
         self.purify = purify
@@ -125,7 +127,7 @@ public final class JobProcessor: Sendable {
         for group in groups {
             do {
                 try purifyGroup(group)
-            } catch where group.count > 1 {
+            } catch  where group.count > 1 {
                 for item in group {
                     do { try purifyGroup([item]) } catch { item.fail(.failed(.purifyError, "\(error)")) }
                 }
@@ -143,8 +145,9 @@ public final class JobProcessor: Sendable {
     private func purifyGroup(_ group: [JobItem]) throws {
         guard let purifier = pack.purifier else { return }
         let requests = group.map { item in
-            PurificationRequest(image: item.image!.tensor(), caption: options.emptyCaption ? "" : item.caption?.text ?? "",
-                                parameters: item.parameters)
+            PurificationRequest(
+                image: item.image!.tensor(), caption: options.emptyCaption ? "" : item.caption?.text ?? "",
+                parameters: item.parameters)
         }
         let (outputs, ms) = try Self.timed { try purifier.purifyAtModelSize(requests, progress: options.progress) }
         for (item, out) in zip(group, outputs) {

@@ -17,8 +17,9 @@ public enum FuzzEntry {
         guard let f = ImageFormat(name: format) else { return }
         _ = try? ImageCodec.dimensions(bytes)
         if let img = try? ImageCodec.decode(bytes, format: f, limits: limits) {
-            precondition(img.width <= limits.maxSide && img.height <= limits.maxSide && img.width * img.height <= limits.maxPixels,
-                         "decoder returned an image beyond the limits")
+            precondition(
+                img.width <= limits.maxSide && img.height <= limits.maxSide && img.width * img.height <= limits.maxPixels,
+                "decoder returned an image beyond the limits")
             precondition(img.pixels.count == img.width * img.height * 3, "pixel buffer size mismatch")
         }
     }

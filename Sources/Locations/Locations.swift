@@ -33,7 +33,8 @@ public enum Locations {
         for _ in 0..<6 {
             let fm = FileManager.default
             if fm.fileExists(atPath: dir.appendingPathComponent("Package.swift").path),
-               fm.fileExists(atPath: dir.appendingPathComponent("models").path) {
+                fm.fileExists(atPath: dir.appendingPathComponent("models").path)
+            {
                 return dir.path
             }
             dir = dir.deletingLastPathComponent()

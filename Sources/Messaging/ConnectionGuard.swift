@@ -16,7 +16,7 @@
 // message. Once no connection is open and nothing is left to read, closing the socket loses nothing.
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class ConnectionGuard: @unchecked Sendable {

@@ -76,7 +76,9 @@ public final class ZAPHandler: @unchecked Sendable {
         socket = try ZMQSocket(context, .router)
         try socket.bind("inproc://zeromq.zap.01")
         self.authorize = authorize
-        let t = Thread { [self] in loop(); finished.signal() }
+        let t = Thread { [self] in
+            loop(); finished.signal()
+        }
         t.name = "lgap-zap"
         t.start()
     }
@@ -91,8 +93,10 @@ public final class ZAPHandler: @unchecked Sendable {
             guard f.count >= 8, f[1].isEmpty, String(decoding: f[2], as: UTF8.self) == "1.0" else { continue }
             let mechanism = String(decoding: f[7], as: UTF8.self)
             let key = mechanism == "CURVE" && f.count >= 9 ? CurveKeyPair.z85(f[8]) : nil
-            let verdict = authorize(ZAPRequest(domain: String(decoding: f[4], as: UTF8.self), address: String(decoding: f[5], as: UTF8.self),
-                                               mechanism: mechanism, key: key))
+            let verdict = authorize(
+                ZAPRequest(
+                    domain: String(decoding: f[4], as: UTF8.self), address: String(decoding: f[5], as: UTF8.self),
+                    mechanism: mechanism, key: key))
             let (status, text): (String, String)
             switch verdict {
             case .hold:
@@ -101,8 +105,10 @@ public final class ZAPHandler: @unchecked Sendable {
             case .allow: (status, text) = ("200", "OK")
             case .refuse(let why): (status, text) = ("400", why)
             }
-            let reply: [[UInt8]] = [f[0], [], Array("1.0".utf8), f[3], Array(status.utf8), Array(text.utf8),
-                                    Array((verdict == .allow ? key ?? "" : "").utf8), []]
+            let reply: [[UInt8]] = [
+                f[0], [], Array("1.0".utf8), f[3], Array(status.utf8), Array(text.utf8),
+                Array((verdict == .allow ? key ?? "" : "").utf8), []
+            ]
             _ = try? socket.trySend(reply)
         }
         socket.close()

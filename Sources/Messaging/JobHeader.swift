@@ -113,7 +113,8 @@ public struct JobHeader: Equatable, Sendable {
                 if let s = value as? String, let v = UInt64(s) {
                     out.seed = v
                 } else if let n = value as? NSNumber, !isJSONBool(n), n.doubleValue >= 0,
-                          n.doubleValue < 18446744073709551616.0, n.doubleValue == n.doubleValue.rounded() {
+                    n.doubleValue < 18446744073709551616.0, n.doubleValue == n.doubleValue.rounded()
+                {
                     out.seed = n.uint64Value
                 } else {
                     throw ProtocolError.badParams("seed must be a non-negative integer")

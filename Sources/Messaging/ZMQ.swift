@@ -43,7 +43,9 @@ public final class ZMQContext: @unchecked Sendable {
         lock.unlock()
         guard first else { return true }
         let done = DispatchSemaphore(value: 0)
-        let t = Thread { [self] in zmq_ctx_term(handle); done.signal() }
+        let t = Thread { [self] in
+            zmq_ctx_term(handle); done.signal()
+        }
         t.name = "lgap-zmq-term"
         t.start()
         return done.wait(timeout: .now() + timeout) == .success
@@ -189,7 +191,8 @@ public final class ZMQSocket: @unchecked Sendable {
     /// the returned monitor, which the caller reads on this socket's thread.
     public func monitor(_ context: ZMQContext) throws -> SocketMonitor {
         let endpoint = "inproc://lgap-monitor-\(UInt64.random(in: 0...UInt64.max))"
-        let events = ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
+        let events =
+            ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED
             | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL
         guard zmq_socket_monitor(handle, endpoint, events) == 0 else { throw ZMQError("monitor") }
         let pair = try ZMQSocket(context, .pair)

@@ -25,8 +25,9 @@ public final class Pack: Sendable {
         }
         if fm.fileExists(atPath: folder + "/unet/config.json") {
             let size = manifest.imageSize.map { ($0[0], $0[1]) }
-            purifier = try DiffusionPurifier(pack: folder, modelSize: size,
-                                             resizeMode: InterpolationMode(rawValue: manifest.resize ?? "bicubic") ?? .bicubic)
+            purifier = try DiffusionPurifier(
+                pack: folder, modelSize: size,
+                resizeMode: InterpolationMode(rawValue: manifest.resize ?? "bicubic") ?? .bicubic)
         } else {
             purifier = nil
         }
@@ -34,11 +35,14 @@ public final class Pack: Sendable {
     }
 
     /// Purification parameters: the pack's defaults, overridden field by field.
-    public func parameters(strength: Double? = nil, steps: Int? = nil, guidance: Double? = nil, eta: Double? = nil,
-                           ensemble: Int? = nil, seed: UInt64) -> PurificationParameters {
+    public func parameters(
+        strength: Double? = nil, steps: Int? = nil, guidance: Double? = nil, eta: Double? = nil,
+        ensemble: Int? = nil, seed: UInt64
+    ) -> PurificationParameters {
         let d = manifest.purification
-        return PurificationParameters(strength: strength ?? d.strength, steps: steps ?? d.steps, guidance: guidance ?? d.guidance,
-                                      eta: eta ?? d.eta ?? 0, seed: seed, ensemble: ensemble ?? d.ensemble ?? 1)
+        return PurificationParameters(
+            strength: strength ?? d.strength, steps: steps ?? d.steps, guidance: guidance ?? d.guidance,
+            eta: eta ?? d.eta ?? 0, seed: seed, ensemble: ensemble ?? d.ensemble ?? 1)
     }
 
     /// Refuses parameters this pack cannot run (general limits, and the purifier's schedule).
@@ -58,15 +62,19 @@ public final class Pack: Sendable {
     }
 
     /// K purified 8-bit images for one image (the image itself when the pack has no purifier).
-    public func purify(_ image: RGBImage, caption: String, parameters: PurificationParameters,
-                       progress: (@Sendable () -> Void)? = nil) throws -> [RGBImage] {
+    public func purify(
+        _ image: RGBImage, caption: String, parameters: PurificationParameters,
+        progress: (@Sendable () -> Void)? = nil
+    ) throws -> [RGBImage] {
         try purify([(image, caption, parameters)], progress: progress)[0]
     }
 
     /// Purifies a batch in one denoising loop (images and parameters must share schedule and size:
     /// see DiffusionPurifier.canBatch). Each image's results equal those of `purify` alone.
-    public func purify(_ items: [(image: RGBImage, caption: String, parameters: PurificationParameters)],
-                       progress: (@Sendable () -> Void)? = nil) throws -> [[RGBImage]] {
+    public func purify(
+        _ items: [(image: RGBImage, caption: String, parameters: PurificationParameters)],
+        progress: (@Sendable () -> Void)? = nil
+    ) throws -> [[RGBImage]] {
         guard let purifier else { return items.map { [$0.image] } }
         let requests = items.map { PurificationRequest(image: $0.image.tensor(), caption: $0.caption, parameters: $0.parameters) }
         return try purifier.purify(requests, progress: progress).map { out in

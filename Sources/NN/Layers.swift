@@ -11,8 +11,9 @@ public struct Linear: Sendable {
     let packed: PackedWeights?
 
     public init(_ w: WeightScope, inFeatures: Int, outFeatures: Int, bias hasBias: Bool = true) throws {
-        self.init(weight: try w.tensor("weight", shape: [outFeatures, inFeatures]),
-                  bias: hasBias ? try w.tensor("bias", shape: [outFeatures]) : nil)
+        self.init(
+            weight: try w.tensor("weight", shape: [outFeatures, inFeatures]),
+            bias: hasBias ? try w.tensor("bias", shape: [outFeatures]) : nil)
     }
 
     public init(weight: Tensor, bias: Tensor?) {
@@ -39,10 +40,13 @@ public struct Conv2d: Sendable {
     let direct: DirectConvWeights?
     let winograd: WinogradWeights?
 
-    public init(_ w: WeightScope, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1,
-                padding: Int = 0, bias hasBias: Bool = true) throws {
-        self.init(weight: try w.tensor("weight", shape: [outChannels, inChannels, kernel, kernel]),
-                  bias: hasBias ? try w.tensor("bias", shape: [outChannels]) : nil, stride: stride, padding: padding)
+    public init(
+        _ w: WeightScope, inChannels: Int, outChannels: Int, kernel: Int, stride: Int = 1,
+        padding: Int = 0, bias hasBias: Bool = true
+    ) throws {
+        self.init(
+            weight: try w.tensor("weight", shape: [outChannels, inChannels, kernel, kernel]),
+            bias: hasBias ? try w.tensor("bias", shape: [outChannels]) : nil, stride: stride, padding: padding)
     }
 
     public init(weight: Tensor, bias: Tensor?, stride: Int, padding: Int) {
@@ -51,8 +55,9 @@ public struct Conv2d: Sendable {
         self.stride = stride
         self.padding = padding
         // The weights are laid out once, for the one path this layer's shape takes (ConvAlgorithm).
-        let algorithm = ConvAlgorithm.choose(cout: weight.shape[0], cin: weight.shape[1], kernel: (weight.shape[2], weight.shape[3]),
-                                             stride: (stride, stride), padding: (padding, padding))
+        let algorithm = ConvAlgorithm.choose(
+            cout: weight.shape[0], cin: weight.shape[1], kernel: (weight.shape[2], weight.shape[3]),
+            stride: (stride, stride), padding: (padding, padding))
         winograd = algorithm == .winograd ? WinogradWeights(convWeight: weight) : nil
         direct = algorithm == .direct ? DirectConvWeights(convWeight: weight, stride: stride) : nil
         packed = BLAS.backend == .engine && winograd == nil && direct == nil ? PackedWeights(convWeight: weight) : nil
@@ -69,10 +74,11 @@ public struct Conv2d: Sendable {
     /// num_batches_tracked is ignored) into this convolution.
     public func foldingBatchNorm(_ bn: WeightScope, eps: Float = 1e-5) throws -> Conv2d {
         let c = [weight.shape[0]]
-        let folded = foldBatchNorm(weight: weight, bias: bias,
-                                   gamma: try bn.tensor("weight", shape: c), beta: try bn.tensor("bias", shape: c),
-                                   runningMean: try bn.tensor("running_mean", shape: c),
-                                   runningVar: try bn.tensor("running_var", shape: c), eps: eps)
+        let folded = foldBatchNorm(
+            weight: weight, bias: bias,
+            gamma: try bn.tensor("weight", shape: c), beta: try bn.tensor("bias", shape: c),
+            runningMean: try bn.tensor("running_mean", shape: c),
+            runningVar: try bn.tensor("running_var", shape: c), eps: eps)
         bn.store.ignore { $0 == bn.key("num_batches_tracked") }
         return Conv2d(weight: folded.weight, bias: folded.bias, stride: stride, padding: padding)
     }

@@ -82,7 +82,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
         guard map.size >= 8 else { throw SafeTensorsError.badHeader(path: path, reason: "file shorter than the 8-byte length prefix") }
         let n = map.base.loadUnaligned(as: UInt64.self).littleEndian
         guard n <= UInt64(Self.maxHeaderBytes), Int(n) <= map.size - 8 else {
-            throw SafeTensorsError.badHeader(path: path, reason: "header length \(n) exceeds the file (\(map.size) bytes) or the \(Self.maxHeaderBytes)-byte limit")
+            throw SafeTensorsError.badHeader(
+                path: path, reason: "header length \(n) exceeds the file (\(map.size) bytes) or the \(Self.maxHeaderBytes)-byte limit")
         }
         dataStart = 8 + Int(n)
         let headerData = Data(bytes: map.base + 8, count: Int(n))
@@ -102,9 +103,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 continue
             }
             guard let entry = value as? [String: Any],
-                  let dtypeName = entry["dtype"] as? String,
-                  let shapeAny = entry["shape"] as? [Any],
-                  let offsetsAny = entry["data_offsets"] as? [Any], offsetsAny.count == 2 else {
+                let dtypeName = entry["dtype"] as? String,
+                let shapeAny = entry["shape"] as? [Any],
+                let offsetsAny = entry["data_offsets"] as? [Any], offsetsAny.count == 2
+            else {
                 throw SafeTensorsError.badHeader(path: path, reason: "entry '\(name)' needs dtype, shape and two data_offsets")
             }
             guard let dtype = DType(rawValue: dtypeName) else {
@@ -127,7 +129,8 @@ public final class SafeTensorsFile: @unchecked Sendable {
                 throw SafeTensorsError.badHeader(path: path, reason: "entry '\(name)' data_offsets \(offs) outside the \(dataSize)-byte data section")
             }
             guard offs[1] - offs[0] == elements * dtype.size else {
-                throw SafeTensorsError.badHeader(path: path, reason: "entry '\(name)' spans \(offs[1] - offs[0]) bytes but \(dtypeName)\(shape) needs \(elements * dtype.size)")
+                throw SafeTensorsError.badHeader(
+                    path: path, reason: "entry '\(name)' spans \(offs[1] - offs[0]) bytes but \(dtypeName)\(shape) needs \(elements * dtype.size)")
             }
             infos[name] = TensorInfo(dtype: dtype, shape: shape, begin: offs[0], end: offs[1])
         }
@@ -180,8 +183,10 @@ public final class SafeTensorsFile: @unchecked Sendable {
 
 public enum SafeTensorsWriter {
     /// Writes float tensors as F32 (or F16 with `half`), names in sorted order, with optional metadata.
-    public static func write(_ tensors: [String: Tensor], to path: String, metadata: [String: String] = [:],
-                             half: Bool = false) throws {
+    public static func write(
+        _ tensors: [String: Tensor], to path: String, metadata: [String: String] = [:],
+        half: Bool = false
+    ) throws {
         let dtype: DType = half ? .f16 : .f32
         var header: [String: Any] = [:]
         if !metadata.isEmpty { header["__metadata__"] = metadata }

@@ -53,15 +53,19 @@ public final class WeightStore: @unchecked Sendable {
         if let index = entries.first(where: { $0.hasSuffix(".safetensors.index.json") }) {
             let p = (folder as NSString).appendingPathComponent(index)
             guard let data = fm.contents(atPath: p),
-                  let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-                  let map = json["weight_map"] as? [String: String] else {
+                let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+                let map = json["weight_map"] as? [String: String]
+            else {
                 throw WeightError.badFolder(path: p, reason: "unreadable shard index")
             }
             let shards = Set(map.values).sorted().map { (folder as NSString).appendingPathComponent($0) }
             try self.init(files: shards.map { try SafeTensorsFile(path: $0) })
             return
         }
-        throw WeightError.badFolder(path: folder, reason: "no model.safetensors, diffusion_pytorch_model.safetensors or shard index (PyTorch .bin checkpoints must be converted to safetensors first)")
+        throw WeightError.badFolder(
+            path: folder,
+            reason: "no model.safetensors, diffusion_pytorch_model.safetensors or shard index (PyTorch .bin checkpoints must be converted to safetensors first)"
+        )
     }
 
     public var keys: [String] { owner.keys.sorted() }

@@ -29,8 +29,9 @@ public final class Pipeline<Item: Sendable>: @unchecked Sendable {
         var next: Stage<Item>? = nil
         for spec in specs.reversed() {
             let target = next
-            let stage = Stage<Item>(name: spec.name, settings: spec.settings, process: spec.process,
-                                    emit: { item in target?.queue.push(item) })
+            let stage = Stage<Item>(
+                name: spec.name, settings: spec.settings, process: spec.process,
+                emit: { item in target?.queue.push(item) })
             built.insert(stage, at: 0)
             next = stage
         }
@@ -62,8 +63,11 @@ public final class Pipeline<Item: Sendable>: @unchecked Sendable {
 
     /// Per stage: name, queue depth and capacity, its deepest, items processed.
     public var snapshot: [StageSnapshot] {
-        stages.map { StageSnapshot(name: $0.name, depth: $0.queue.count, capacity: $0.settings.capacity,
-                                   highWater: $0.queue.highWater, processed: $0.processed, busySeconds: $0.busySeconds) }
+        stages.map {
+            StageSnapshot(
+                name: $0.name, depth: $0.queue.count, capacity: $0.settings.capacity,
+                highWater: $0.queue.highWater, processed: $0.processed, busySeconds: $0.busySeconds)
+        }
     }
 }
 

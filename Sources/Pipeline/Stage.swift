@@ -30,8 +30,10 @@ public final class Stage<Item: Sendable>: @unchecked Sendable {
     private var processed_ = 0
     private var busy_: TimeInterval = 0
 
-    public init(name: String, settings: StageSettings, process: @escaping @Sendable ([Item]) -> [Item],
-                emit: @escaping @Sendable (Item) -> Void) {
+    public init(
+        name: String, settings: StageSettings, process: @escaping @Sendable ([Item]) -> [Item],
+        emit: @escaping @Sendable (Item) -> Void
+    ) {
         precondition(settings.workers >= 1 && settings.maxBatch >= 1, "stage \(name) needs at least one worker and batch size 1")
         self.name = name
         self.settings = settings

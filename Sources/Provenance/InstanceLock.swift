@@ -3,7 +3,7 @@
 // restart). The file holds the owner's PID, so a refused start can name the daemon in the way.
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class InstanceLock: @unchecked Sendable {

@@ -40,8 +40,10 @@ public struct PostgresURL: Sendable, Equatable {
 
     /// libpq keyword/value pairs.
     func parameters(password: String?) -> [(String, String)] {
-        var kv: [(String, String)] = [("user", user), ("port", String(port)), ("dbname", database), ("application_name", "lgap"),
-                                      ("connect_timeout", "5")]
+        var kv: [(String, String)] = [
+            ("user", user), ("port", String(port)), ("dbname", database), ("application_name", "lgap"),
+            ("connect_timeout", "5")
+        ]
         if !host.isEmpty { kv.append(("host", host)) }
         if let password { kv.append(("password", password)) }
         for (k, v) in options { kv.removeAll { $0.0 == k }; kv.append((k, v)) }
@@ -93,8 +95,9 @@ final class PostgresConnection: @unchecked Sendable {
         defer { (keys + values).forEach { free($0) } }
         conn = keys.withUnsafeBufferPointer { k in
             values.withUnsafeBufferPointer { v in
-                PQconnectdbParams(UnsafeRawPointer(k.baseAddress!).assumingMemoryBound(to: UnsafePointer<CChar>?.self),
-                                  UnsafeRawPointer(v.baseAddress!).assumingMemoryBound(to: UnsafePointer<CChar>?.self), 0)
+                PQconnectdbParams(
+                    UnsafeRawPointer(k.baseAddress!).assumingMemoryBound(to: UnsafePointer<CChar>?.self),
+                    UnsafeRawPointer(v.baseAddress!).assumingMemoryBound(to: UnsafePointer<CChar>?.self), 0)
             }
         }
         guard let conn, PQstatus(conn) == CONNECTION_OK else {
@@ -137,9 +140,10 @@ final class PostgresConnection: @unchecked Sendable {
         }
         defer { buffers.forEach { $0?.deallocate() } }
         let res: OpaquePointer? = buffers.withUnsafeBufferPointer { b in
-            PQexecParams(conn, sql, Int32(params.count), nil,
-                         UnsafeRawPointer(b.baseAddress).map { $0.assumingMemoryBound(to: UnsafePointer<CChar>?.self) },
-                         lengths, formats, 0)
+            PQexecParams(
+                conn, sql, Int32(params.count), nil,
+                UnsafeRawPointer(b.baseAddress).map { $0.assumingMemoryBound(to: UnsafePointer<CChar>?.self) },
+                lengths, formats, 0)
         }
         defer { PQclear(res) }
         let status = PQresultStatus(res)

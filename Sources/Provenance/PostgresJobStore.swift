@@ -33,7 +33,9 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
         }
         self.password = password
         pool = try PostgresPool(url: url, password: password, maxConnections: poolSize)
-        if migrate { try PostgresSchema.migrate(pool) } else {
+        if migrate {
+            try PostgresSchema.migrate(pool)
+        } else {
             let ok = try pool.with { c in try c.execute("SELECT to_regclass('public.jobs') IS NOT NULL AS ok").rows.first?.first }
             guard ok == .text("t") else { throw StoreError.failed("\(url.redacted) has no lgap schema; start lgapd on it once") }
         }
@@ -54,6 +56,9 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
     }
 
     static var now: Double { Date().timeIntervalSince1970 }
+    /// The server's clock, for heartbeats and lease expiry: nodes' clocks may disagree, the server's is
+    /// the one every node compares against.
+    static let serverNow = "extract(epoch from clock_timestamp())::double precision"
 
     private func rows<T: Decodable>(_ type: T.Type, _ r: PGResult) throws -> [T] {
         try r.rows.map { try PGRowDecoder.decode(type, columns: r.columns, types: r.types, values: $0) }
@@ -63,17 +68,22 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     public func beginRun(_ r: RunInfo) throws -> Int64 {
         try pool.transaction { c in
-            let res = try c.execute("""
+            let res = try c.execute(
+                """
                 INSERT INTO runs (version, node, started_at, pid, host, config, pack, stages) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id
-                """, [.text(r.version), .text(r.node), PGValue(Self.now), PGValue(Int(r.pid)), .text(r.host), .text(r.config), .text(r.pack),
-                      .text(r.stages.map(\.rawValue).joined(separator: ","))])
+                """,
+                [
+                    .text(r.version), .text(r.node), PGValue(Self.now), PGValue(Int(r.pid)), .text(r.host), .text(r.config), .text(r.pack),
+                    .text(r.stages.map(\.rawValue).joined(separator: ","))
+                ])
             guard case .text(let s)? = res.rows.first?.first, let id = Int64(s) else { throw StoreError.failed("INSERT INTO runs returned no id") }
-            try c.execute("""
+            try c.execute(
+                """
                 INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished)
-                VALUES ($1, $2, $3, $4, 'starting', $5, $5, 0, 0)
+                VALUES ($1, $2, $3, $4, 'starting', \(Self.serverNow), \(Self.serverNow), 0, 0)
                 ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid, state = excluded.state,
                     started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, running = 0, finished = 0
-                """, [.text(r.node), PGValue(id), .text(r.host), PGValue(Int(r.pid)), PGValue(Self.now)])
+                """, [.text(r.node), PGValue(id), .text(r.host), PGValue(Int(r.pid))])
             return id
         }
     }
@@ -88,32 +98,38 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
     public func recordModels(_ models: [ModelFile], run: Int64) throws {
         try pool.transaction { c in
             for m in models {
-                try c.execute("INSERT INTO models (run_id, stage, name, path, sha256, parameters) VALUES ($1, $2, $3, $4, $5, $6)",
-                              [PGValue(run), .text(m.stage.rawValue), .text(m.name), .text(m.path), .text(m.sha256), PGValue(m.parameters)])
+                try c.execute(
+                    "INSERT INTO models (run_id, stage, name, path, sha256, parameters) VALUES ($1, $2, $3, $4, $5, $6)",
+                    [PGValue(run), .text(m.stage.rawValue), .text(m.name), .text(m.path), .text(m.sha256), PGValue(m.parameters)])
             }
         }
     }
 
     public func heartbeat(_ b: NodeHeartbeat) throws {
         try pool.with { c in
-            try c.execute("""
-                INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished) VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8)
+            try c.execute(
+                """
+                INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished)
+                    VALUES ($1, $2, $3, $4, $5, \(Self.serverNow), \(Self.serverNow), $6, $7)
                 ON CONFLICT (name) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid, state = excluded.state,
                     heartbeat_at = excluded.heartbeat_at, running = excluded.running, finished = excluded.finished
-                """, [.text(b.node), PGValue(b.run), .text(b.host), PGValue(Int(b.pid)), .text(b.state), PGValue(Self.now), PGValue(b.running),
-                      PGValue(b.finished)])
+                """,
+                [.text(b.node), PGValue(b.run), .text(b.host), PGValue(Int(b.pid)), .text(b.state), PGValue(b.running), PGValue(b.finished)])
         }
     }
 
     public func nodes() throws -> [NodeRow] {
         try pool.with { c in
-            try rows(NodeRow.self, c.execute("""
-                SELECT n.name, n.run_id, n.host, n.pid, n.state, n.started_at, n.heartbeat_at, n.running, n.finished,
-                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('done', 'rejected', 'failed') AND j.finished_at >= $1)
-                        AS finished_last_minute,
-                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('accepted', 'processing')) AS owned
-                FROM nodes n ORDER BY n.name
-                """, [PGValue(Self.now - 60)]))
+            try rows(
+                NodeRow.self,
+                c.execute(
+                    """
+                    SELECT n.name, n.run_id, n.host, n.pid, n.state, n.started_at, n.heartbeat_at, n.running, n.finished,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('done', 'rejected', 'failed') AND j.finished_at >= $1)
+                            AS finished_last_minute,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('accepted', 'processing')) AS owned
+                    FROM nodes n ORDER BY n.name
+                    """, [PGValue(Self.now - 60)]))
         }
     }
 
@@ -123,7 +139,8 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
         let rows = try jobs.map { try PGRowEncoder.values($0, skipping: ["seq"]) }
         return try pool.transaction { c in
             try rows.map { values in
-                let res = try c.execute("""
+                let res = try c.execute(
+                    """
                     INSERT INTO jobs (\(values.map(\.column).joined(separator: ", "))) VALUES (\(Self.placeholders(values.count)))
                     ON CONFLICT (id) DO NOTHING RETURNING seq
                     """, values.map(\.value))
@@ -136,8 +153,9 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
     public func insertRefusal(_ refusal: RefusalRecord) throws {
         let values = try PGRowEncoder.values(refusal, skipping: ["seq"])
         try pool.with { c in
-            try c.execute("INSERT INTO refusals (\(values.map(\.column).joined(separator: ", "))) VALUES (\(Self.placeholders(values.count)))",
-                          values.map(\.value))
+            try c.execute(
+                "INSERT INTO refusals (\(values.map(\.column).joined(separator: ", "))) VALUES (\(Self.placeholders(values.count)))",
+                values.map(\.value))
         }
     }
 
@@ -147,26 +165,31 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     public func claim(node: String, limit: Int, isolated: Bool) throws -> [JobRecord] {
         try pool.with { c in
-            try rows(JobRecord.self, c.execute("""
-                UPDATE jobs SET status = 'processing', stage = NULL, started_at = COALESCE(started_at, $1), attempts = attempts + $2
-                WHERE seq IN (SELECT seq FROM jobs WHERE node = $3 AND status = 'accepted' AND suspect = $4 ORDER BY seq LIMIT $5
-                              FOR UPDATE SKIP LOCKED)
-                RETURNING *
-                """, [PGValue(Self.now), PGValue(isolated ? 1 : 0), .text(node), PGValue(isolated), PGValue(limit)]))
+            try rows(
+                JobRecord.self,
+                c.execute(
+                    """
+                    UPDATE jobs SET status = 'processing', stage = NULL, started_at = COALESCE(started_at, $1), attempts = attempts + $2
+                    WHERE seq IN (SELECT seq FROM jobs WHERE node = $3 AND status = 'accepted' AND suspect = $4 ORDER BY seq LIMIT $5
+                                  FOR UPDATE SKIP LOCKED)
+                    RETURNING *
+                    """, [PGValue(Self.now), PGValue(isolated ? 1 : 0), .text(node), PGValue(isolated), PGValue(limit)]))
         }.sorted { ($0.seq ?? 0) < ($1.seq ?? 0) }
     }
 
     public func setStage(_ stage: StageName?, ids: [String], node: String) throws {
         guard !ids.isEmpty else { return }
         try pool.with { c in
-            try c.execute("UPDATE jobs SET stage = $1 WHERE node = $2 AND status = 'processing' AND id = ANY($3::text[])",
-                          [PGValue(stage?.rawValue), .text(node), .text(Self.textArray(ids))])
+            try c.execute(
+                "UPDATE jobs SET stage = $1 WHERE node = $2 AND status = 'processing' AND id = ANY($3::text[])",
+                [PGValue(stage?.rawValue), .text(node), .text(Self.textArray(ids))])
         }
     }
 
     /// A text[] literal: {"a","b"} (ids are [A-Za-z0-9._:-], but quote anyway).
     static func textArray(_ items: [String]) -> String {
-        "{" + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        "{"
+            + items.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
             .joined(separator: ",") + "}"
     }
 
@@ -177,16 +200,21 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
         }
         return try pool.transaction { c in
             try results.map { r in
-                try c.execute("""
+                try c.execute(
+                    """
                     UPDATE jobs SET status = $1, reason = $2, error = $3, finished_at = $4, finished_run_id = $5, stage = NULL, suspect = false,
                         stages_run = $6, params = $7, caption = $8, caption_tokens = $9, caption_score = $10, purified_sha256 = $11,
                         purified = $12, pred_label = $13, pred_index = $14, confidence = $15, top_k = $16, consistency = $17, timings = $18
                     WHERE id = $19 AND node = $20 AND status IN ('accepted', 'processing')
-                    """, [.text(r.status.rawValue), PGValue(r.reason?.rawValue), PGValue(r.error), PGValue(Self.now), PGValue(run),
-                          json(r.stagesRun), json(r.params), PGValue(r.caption), json(r.captionTokens), PGValue(r.captionScore),
-                          PGValue(r.purifiedSha256), PGValue(r.purifiedPNG.map { Data($0) }), PGValue(r.label), PGValue(r.labelIndex),
-                          PGValue(r.confidence), json(r.topK), PGValue(r.consistency?.rawValue), json(r.timingsMs), .text(r.id),
-                          .text(node)]).affected > 0
+                    """,
+                    [
+                        .text(r.status.rawValue), PGValue(r.reason?.rawValue), PGValue(r.error), PGValue(Self.now), PGValue(run),
+                        json(r.stagesRun), json(r.params), PGValue(r.caption), json(r.captionTokens), PGValue(r.captionScore),
+                        PGValue(r.purifiedSha256), PGValue(r.purifiedPNG.map { Data($0) }), PGValue(r.label), PGValue(r.labelIndex),
+                        PGValue(r.confidence), json(r.topK), PGValue(r.consistency?.rawValue), json(r.timingsMs), .text(r.id),
+                        .text(node)
+                    ]
+                ).affected > 0
             }
         }
     }
@@ -200,26 +228,33 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
     public func recover(node: String, crashedStage: StageName?) throws -> Recovery {
         try pool.transaction { c in
             var r = Recovery()
-            r.suspects = try c.execute("""
+            r.suspects = try c.execute(
+                """
                 UPDATE jobs SET status = 'accepted', stage = NULL, suspect = true
                 WHERE node = $1 AND status = 'processing' AND ($2::text IS NULL OR stage = $2::text)
-                """, [.text(node), PGValue(crashedStage?.rawValue)]).affected
-            r.requeued = try c.execute("UPDATE jobs SET status = 'accepted', stage = NULL WHERE node = $1 AND status = 'processing'",
-                                       [.text(node)]).affected
+                """, [.text(node), PGValue(crashedStage?.rawValue)]
+            ).affected
+            r.requeued = try c.execute(
+                "UPDATE jobs SET status = 'accepted', stage = NULL WHERE node = $1 AND status = 'processing'",
+                [.text(node)]
+            ).affected
             return r
         }
     }
 
     public func takeOver(node: String, lease: TimeInterval, limit: Int) throws -> Int {
         try pool.with { c in
-            try c.execute("""
+            try c.execute(
+                """
                 UPDATE jobs SET node = $1, status = 'accepted', stage = NULL,
                     suspect = CASE WHEN status = 'processing' AND stage IS NOT NULL THEN true ELSE suspect END
                 WHERE seq IN (
                     SELECT j.seq FROM jobs j LEFT JOIN nodes n ON n.name = j.node
-                    WHERE j.status IN ('accepted', 'processing') AND j.node <> $1 AND (n.heartbeat_at IS NULL OR n.heartbeat_at < $2)
+                    WHERE j.status IN ('accepted', 'processing') AND j.node <> $1
+                        AND (n.heartbeat_at IS NULL OR n.heartbeat_at < \(Self.serverNow) - $2)
                     ORDER BY j.seq LIMIT $3 FOR UPDATE OF j SKIP LOCKED)
-                """, [.text(node), PGValue(Self.now - lease), PGValue(limit)]).affected
+                """, [.text(node), PGValue(lease), PGValue(limit)]
+            ).affected
         }
     }
 
@@ -228,11 +263,13 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
             let filter = ids == nil ? "" : "AND id = ANY($2::text[])"
             var params: [PGValue] = [.text(node)]
             if let ids { params.append(.text(Self.textArray(ids))) }
-            return try c.execute("""
+            return try c.execute(
+                """
                 UPDATE jobs SET status = 'accepted', reason = NULL, error = NULL, finished_at = NULL, finished_run_id = NULL,
                     attempts = 0, suspect = false, stage = NULL, node = CASE WHEN $1 = '' THEN node ELSE $1 END
                 WHERE status = 'failed' \(filter)
-                """, params).affected
+                """, params
+            ).affected
         }
     }
 
@@ -270,9 +307,13 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
             if let n = f.node { clauses.append("node = \(bind(.text(n)))") }
             let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
             params.append(PGValue(f.limit))
-            var out = try rows(JobRecord.self, c.execute("""
-                SELECT \(PGRowEncoder.jobListColumns) FROM jobs \(whereSQL) ORDER BY received_at DESC, seq DESC LIMIT $\(params.count)
-                """, params)).map(HistoryRow.job)
+            var out = try rows(
+                JobRecord.self,
+                c.execute(
+                    """
+                    SELECT \(PGRowEncoder.jobListColumns) FROM jobs \(whereSQL) ORDER BY received_at DESC, seq DESC LIMIT $\(params.count)
+                    """, params)
+            ).map(HistoryRow.job)
             if (f.status == nil || f.status == .rejected) && f.label == nil {
                 var rc: [String] = [], rp: [PGValue] = []
                 if let s = f.since { rp.append(PGValue(s.timeIntervalSince1970)); rc.append("received_at >= $\(rp.count)") }
@@ -306,25 +347,31 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     public func reasonCounts() throws -> [String: Int] {
         try pool.with { c in
-            countMap(try c.execute("""
-                SELECT reason, COUNT(*) FROM jobs WHERE reason IS NOT NULL GROUP BY reason
-                UNION ALL SELECT reason, COUNT(*) FROM refusals GROUP BY reason
-                """))
+            countMap(
+                try c.execute(
+                    """
+                    SELECT reason, COUNT(*) FROM jobs WHERE reason IS NOT NULL GROUP BY reason
+                    UNION ALL SELECT reason, COUNT(*) FROM refusals GROUP BY reason
+                    """))
         }
     }
 
     public func finishedJobs(limit: Int) throws -> [JobRecord] {
         try pool.with { c in
-            try rows(JobRecord.self, c.execute("""
-                SELECT \(PGRowEncoder.jobListColumns) FROM jobs WHERE status = 'done' ORDER BY finished_at DESC LIMIT $1
-                """, [PGValue(limit)]))
+            try rows(
+                JobRecord.self,
+                c.execute(
+                    """
+                    SELECT \(PGRowEncoder.jobListColumns) FROM jobs WHERE status = 'done' ORDER BY finished_at DESC LIMIT $1
+                    """, [PGValue(limit)]))
         }
     }
 
     public func updateStageStats(run: Int64, stages: [StageStat]) throws {
         try pool.transaction { c in
             for s in stages {
-                try c.execute("""
+                try c.execute(
+                    """
                     INSERT INTO stage_stats (run_id, stage, capacity, high_water, processed, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
                     ON CONFLICT (run_id, stage) DO UPDATE SET capacity = excluded.capacity,
                         high_water = GREATEST(stage_stats.high_water, excluded.high_water), processed = excluded.processed,
@@ -342,16 +389,22 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
 
     public func runs(limit: Int) throws -> [RunRow] {
         try pool.with { c in
-            try rows(RunRow.self, c.execute("""
-                SELECT id, version, node, started_at, stopped_at, pack, stages, exit_reason FROM runs ORDER BY id DESC LIMIT $1
-                """, [PGValue(limit)]))
+            try rows(
+                RunRow.self,
+                c.execute(
+                    """
+                    SELECT id, version, node, started_at, stopped_at, pack, stages, exit_reason FROM runs ORDER BY id DESC LIMIT $1
+                    """, [PGValue(limit)]))
         }
     }
 
     public func models(run: Int64) throws -> [ModelFile] {
         try pool.with { c in
-            try rows(ModelFile.self, c.execute("SELECT stage, name, path, sha256, parameters FROM models WHERE run_id = $1 ORDER BY id",
-                                               [PGValue(run)]))
+            try rows(
+                ModelFile.self,
+                c.execute(
+                    "SELECT stage, name, path, sha256, parameters FROM models WHERE run_id = $1 ORDER BY id",
+                    [PGValue(run)]))
         }
     }
 

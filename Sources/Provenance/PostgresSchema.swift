@@ -4,7 +4,9 @@ import Foundation
 
 enum PostgresSchema {
     static let migrations: [(id: String, sql: String)] = [
-        ("v1", """
+        (
+            "v1",
+            """
             CREATE TABLE runs (
                 id BIGSERIAL PRIMARY KEY,
                 version TEXT NOT NULL,
@@ -107,16 +109,18 @@ enum PostgresSchema {
                 updated_at DOUBLE PRECISION NOT NULL,
                 PRIMARY KEY (run_id, stage)
             );
-            """),
+            """
+        )
     ]
 
     static func migrate(_ pool: PostgresPool) throws {
         try pool.transaction { c in
             try c.execute("SELECT pg_advisory_xact_lock(7305001)")
             try c.execute("CREATE TABLE IF NOT EXISTS lgap_migrations (id TEXT PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)")
-            let done = Set(try c.execute("SELECT id FROM lgap_migrations").rows.compactMap { row -> String? in
-                if case .text(let s) = row[0] { return s } else { return nil }
-            })
+            let done = Set(
+                try c.execute("SELECT id FROM lgap_migrations").rows.compactMap { row -> String? in
+                    if case .text(let s) = row[0] { return s } else { return nil }
+                })
             for m in migrations where !done.contains(m.id) {
                 try c.executeScript(m.sql)
                 try c.execute("INSERT INTO lgap_migrations (id, applied_at) VALUES ($1, $2)", [.text(m.id), PGValue(Date().timeIntervalSince1970)])

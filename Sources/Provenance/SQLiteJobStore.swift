@@ -85,16 +85,20 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     public func beginRun(_ r: RunInfo) throws -> Int64 {
         try write("record the run") { db in
-            try db.execute(sql: "INSERT INTO runs (version, node, started_at, pid, host, config, pack, stages) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           arguments: [r.version, r.node, Self.now, Int(r.pid), r.host, r.config, r.pack,
-                                       r.stages.map(\.rawValue).joined(separator: ",")])
+            try db.execute(
+                sql: "INSERT INTO runs (version, node, started_at, pid, host, config, pack, stages) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    r.version, r.node, Self.now, Int(r.pid), r.host, r.config, r.pack,
+                    r.stages.map(\.rawValue).joined(separator: ",")
+                ])
             let id = db.lastInsertedRowID
-            try db.execute(sql: """
-                INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished)
-                VALUES (?, ?, ?, ?, 'starting', ?, ?, 0, 0)
-                ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
-                    state = excluded.state, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, running = 0, finished = 0
-                """, arguments: [r.node, id, r.host, Int(r.pid), Self.now, Self.now])
+            try db.execute(
+                sql: """
+                    INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished)
+                    VALUES (?, ?, ?, ?, 'starting', ?, ?, 0, 0)
+                    ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid,
+                        state = excluded.state, started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at, running = 0, finished = 0
+                    """, arguments: [r.node, id, r.host, Int(r.pid), Self.now, Self.now])
             return id
         }
     }
@@ -109,31 +113,35 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     public func recordModels(_ models: [ModelFile], run: Int64) throws {
         try write("record the models") { db in
             for m in models {
-                try db.execute(sql: "INSERT INTO models (run_id, stage, name, path, sha256, parameters) VALUES (?, ?, ?, ?, ?, ?)",
-                               arguments: [run, m.stage.rawValue, m.name, m.path, m.sha256, m.parameters])
+                try db.execute(
+                    sql: "INSERT INTO models (run_id, stage, name, path, sha256, parameters) VALUES (?, ?, ?, ?, ?, ?)",
+                    arguments: [run, m.stage.rawValue, m.name, m.path, m.sha256, m.parameters])
             }
         }
     }
 
     public func heartbeat(_ b: NodeHeartbeat) throws {
         try write("heartbeat") { db in
-            try db.execute(sql: """
-                INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid, state = excluded.state,
-                    heartbeat_at = excluded.heartbeat_at, running = excluded.running, finished = excluded.finished
-                """, arguments: [b.node, b.run, b.host, Int(b.pid), b.state, Self.now, Self.now, b.running, b.finished])
+            try db.execute(
+                sql: """
+                    INSERT INTO nodes (name, run_id, host, pid, state, started_at, heartbeat_at, running, finished) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(name) DO UPDATE SET run_id = excluded.run_id, host = excluded.host, pid = excluded.pid, state = excluded.state,
+                        heartbeat_at = excluded.heartbeat_at, running = excluded.running, finished = excluded.finished
+                    """, arguments: [b.node, b.run, b.host, Int(b.pid), b.state, Self.now, Self.now, b.running, b.finished])
         }
     }
 
     public func nodes() throws -> [NodeRow] {
         try read("list nodes") { db in
-            try NodeRow.fetchAll(db, sql: """
-                SELECT n.name, n.run_id, n.host, n.pid, n.state, n.started_at, n.heartbeat_at, n.running, n.finished,
-                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('done', 'rejected', 'failed') AND j.finished_at >= ?)
-                        AS finished_last_minute,
-                    (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('accepted', 'processing')) AS owned
-                FROM nodes n ORDER BY n.name
-                """, arguments: [Self.now - 60])
+            try NodeRow.fetchAll(
+                db,
+                sql: """
+                    SELECT n.name, n.run_id, n.host, n.pid, n.state, n.started_at, n.heartbeat_at, n.running, n.finished,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('done', 'rejected', 'failed') AND j.finished_at >= ?)
+                            AS finished_last_minute,
+                        (SELECT COUNT(*) FROM jobs j WHERE j.node = n.name AND j.status IN ('accepted', 'processing')) AS owned
+                    FROM nodes n ORDER BY n.name
+                    """, arguments: [Self.now - 60])
         }
     }
 
@@ -163,19 +171,23 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     public func claim(node: String, limit: Int, isolated: Bool) throws -> [JobRecord] {
         try write("claim jobs") { db in
-            try JobRecord.fetchAll(db, sql: """
-                UPDATE jobs SET status = 'processing', stage = NULL, started_at = COALESCE(started_at, ?), attempts = attempts + ?
-                WHERE seq IN (SELECT seq FROM jobs WHERE node = ? AND status = 'accepted' AND suspect = ? ORDER BY seq LIMIT ?)
-                RETURNING *
-                """, arguments: [Self.now, isolated ? 1 : 0, node, isolated ? 1 : 0, limit]).sorted { ($0.seq ?? 0) < ($1.seq ?? 0) }
+            try JobRecord.fetchAll(
+                db,
+                sql: """
+                    UPDATE jobs SET status = 'processing', stage = NULL, started_at = COALESCE(started_at, ?), attempts = attempts + ?
+                    WHERE seq IN (SELECT seq FROM jobs WHERE node = ? AND status = 'accepted' AND suspect = ? ORDER BY seq LIMIT ?)
+                    RETURNING *
+                    """, arguments: [Self.now, isolated ? 1 : 0, node, isolated ? 1 : 0, limit]
+            ).sorted { ($0.seq ?? 0) < ($1.seq ?? 0) }
         }
     }
 
     public func setStage(_ stage: StageName?, ids: [String], node: String) throws {
         guard !ids.isEmpty else { return }
         try write("record the stage") { db in
-            try db.execute(sql: "UPDATE jobs SET stage = ? WHERE node = ? AND status = 'processing' AND id IN (\(Self.placeholders(ids.count)))",
-                           arguments: StatementArguments([stage?.rawValue, node] + ids))
+            try db.execute(
+                sql: "UPDATE jobs SET stage = ? WHERE node = ? AND status = 'processing' AND id IN (\(Self.placeholders(ids.count)))",
+                arguments: StatementArguments([stage?.rawValue, node] + ids))
         }
     }
 
@@ -187,14 +199,18 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         return try write("record results") { db in
             let now = Self.now
             return try results.map { r in
-                try db.execute(sql: """
-                    UPDATE jobs SET status = ?, reason = ?, error = ?, finished_at = ?, finished_run_id = ?, stage = NULL, suspect = 0,
-                        stages_run = ?, params = ?, caption = ?, caption_tokens = ?, caption_score = ?, purified_sha256 = ?, purified = ?,
-                        pred_label = ?, pred_index = ?, confidence = ?, top_k = ?, consistency = ?, timings = ?
-                    WHERE id = ? AND node = ? AND status IN ('accepted', 'processing')
-                    """, arguments: [r.status.rawValue, r.reason?.rawValue, r.error, now, run, json(r.stagesRun), json(r.params), r.caption,
-                                     json(r.captionTokens), r.captionScore, r.purifiedSha256, r.purifiedPNG.map { Data($0) }, r.label,
-                                     r.labelIndex, r.confidence, json(r.topK), r.consistency?.rawValue, json(r.timingsMs), r.id, node])
+                try db.execute(
+                    sql: """
+                        UPDATE jobs SET status = ?, reason = ?, error = ?, finished_at = ?, finished_run_id = ?, stage = NULL, suspect = 0,
+                            stages_run = ?, params = ?, caption = ?, caption_tokens = ?, caption_score = ?, purified_sha256 = ?, purified = ?,
+                            pred_label = ?, pred_index = ?, confidence = ?, top_k = ?, consistency = ?, timings = ?
+                        WHERE id = ? AND node = ? AND status IN ('accepted', 'processing')
+                        """,
+                    arguments: [
+                        r.status.rawValue, r.reason?.rawValue, r.error, now, run, json(r.stagesRun), json(r.params), r.caption,
+                        json(r.captionTokens), r.captionScore, r.purifiedSha256, r.purifiedPNG.map { Data($0) }, r.label,
+                        r.labelIndex, r.confidence, json(r.topK), r.consistency?.rawValue, json(r.timingsMs), r.id, node
+                    ])
                 return db.changesCount > 0
             }
         }
@@ -210,10 +226,11 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     public func recover(node: String, crashedStage: StageName?) throws -> Recovery {
         try write("recover after a crash") { db in
             var r = Recovery()
-            try db.execute(sql: """
-                UPDATE jobs SET status = 'accepted', stage = NULL, suspect = 1
-                WHERE node = ? AND status = 'processing' AND (? IS NULL OR stage = ?)
-                """, arguments: [node, crashedStage?.rawValue, crashedStage?.rawValue])
+            try db.execute(
+                sql: """
+                    UPDATE jobs SET status = 'accepted', stage = NULL, suspect = 1
+                    WHERE node = ? AND status = 'processing' AND (? IS NULL OR stage = ?)
+                    """, arguments: [node, crashedStage?.rawValue, crashedStage?.rawValue])
             r.suspects = db.changesCount
             try db.execute(sql: "UPDATE jobs SET status = 'accepted', stage = NULL WHERE node = ? AND status = 'processing'", arguments: [node])
             r.requeued = db.changesCount
@@ -223,14 +240,15 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     public func takeOver(node: String, lease: TimeInterval, limit: Int) throws -> Int {
         try write("take over jobs of dead nodes") { db in
-            try db.execute(sql: """
-                UPDATE jobs SET node = ?, status = 'accepted', stage = NULL,
-                    suspect = CASE WHEN status = 'processing' AND stage IS NOT NULL THEN 1 ELSE suspect END
-                WHERE seq IN (
-                    SELECT j.seq FROM jobs j LEFT JOIN nodes n ON n.name = j.node
-                    WHERE j.status IN ('accepted', 'processing') AND j.node != ? AND (n.heartbeat_at IS NULL OR n.heartbeat_at < ?)
-                    ORDER BY j.seq LIMIT ?)
-                """, arguments: [node, node, Self.now - lease, limit])
+            try db.execute(
+                sql: """
+                    UPDATE jobs SET node = ?, status = 'accepted', stage = NULL,
+                        suspect = CASE WHEN status = 'processing' AND stage IS NOT NULL THEN 1 ELSE suspect END
+                    WHERE seq IN (
+                        SELECT j.seq FROM jobs j LEFT JOIN nodes n ON n.name = j.node
+                        WHERE j.status IN ('accepted', 'processing') AND j.node != ? AND (n.heartbeat_at IS NULL OR n.heartbeat_at < ?)
+                        ORDER BY j.seq LIMIT ?)
+                    """, arguments: [node, node, Self.now - lease, limit])
             return db.changesCount
         }
     }
@@ -238,19 +256,21 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     public func retry(ids: [String]?, node: String) throws -> Int {
         try write("re-queue failed jobs") { db in
             let filter = ids.map { "AND id IN (\(Self.placeholders($0.count)))" } ?? ""
-            try db.execute(sql: """
-                UPDATE jobs SET status = 'accepted', reason = NULL, error = NULL, finished_at = NULL, finished_run_id = NULL,
-                    attempts = 0, suspect = 0, stage = NULL, node = CASE WHEN ? = '' THEN node ELSE ? END
-                WHERE status = 'failed' \(filter)
-                """, arguments: StatementArguments([node, node] + (ids ?? [])))
+            try db.execute(
+                sql: """
+                    UPDATE jobs SET status = 'accepted', reason = NULL, error = NULL, finished_at = NULL, finished_run_id = NULL,
+                        attempts = 0, suspect = 0, stage = NULL, node = CASE WHEN ? = '' THEN node ELSE ? END
+                    WHERE status = 'failed' \(filter)
+                    """, arguments: StatementArguments([node, node] + (ids ?? [])))
             return db.changesCount
         }
     }
 
     public func backlog(node: String) throws -> (normal: Int, suspects: Int) {
         try read("count the backlog") { db in
-            let rows = try Row.fetchAll(db, sql: "SELECT suspect, COUNT(*) AS n FROM jobs WHERE node = ? AND status = 'accepted' GROUP BY suspect",
-                                        arguments: [node])
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT suspect, COUNT(*) AS n FROM jobs WHERE node = ? AND status = 'accepted' GROUP BY suspect",
+                arguments: [node])
             var out = (normal: 0, suspects: 0)
             for row in rows { if (row["suspect"] as Int) != 0 { out.suspects = row["n"] } else { out.normal = row["n"] } }
             return out
@@ -277,15 +297,19 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
             if let l = f.label { clauses.append("(pred_label = ? OR label = ?)"); args += [l, l] }
             if let n = f.node { clauses.append("node = ?"); args.append(n) }
             let whereSQL = clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND ")
-            var rows = try JobRecord.fetchAll(db, sql: "SELECT \(JobRecord.listColumns) FROM jobs \(whereSQL) ORDER BY received_at DESC, seq DESC LIMIT ?",
-                                              arguments: StatementArguments(args + [f.limit])).map(HistoryRow.job)
+            var rows = try JobRecord.fetchAll(
+                db, sql: "SELECT \(JobRecord.listColumns) FROM jobs \(whereSQL) ORDER BY received_at DESC, seq DESC LIMIT ?",
+                arguments: StatementArguments(args + [f.limit])
+            ).map(HistoryRow.job)
             if (f.status == nil || f.status == .rejected) && f.label == nil {
                 var rc: [String] = [], ra: [any DatabaseValueConvertible] = []
                 if let s = f.since { rc.append("received_at >= ?"); ra.append(s.timeIntervalSince1970) }
                 if let n = f.node { rc.append("node = ?"); ra.append(n) }
                 let rw = rc.isEmpty ? "" : "WHERE " + rc.joined(separator: " AND ")
-                rows += try RefusalRecord.fetchAll(db, sql: "SELECT * FROM refusals \(rw) ORDER BY received_at DESC, seq DESC LIMIT ?",
-                                                   arguments: StatementArguments(ra + [f.limit])).map(HistoryRow.refusal)
+                rows += try RefusalRecord.fetchAll(
+                    db, sql: "SELECT * FROM refusals \(rw) ORDER BY received_at DESC, seq DESC LIMIT ?",
+                    arguments: StatementArguments(ra + [f.limit])
+                ).map(HistoryRow.refusal)
                 rows.sort { $0.receivedAt > $1.receivedAt }
             }
             return Array(rows.prefix(f.limit))
@@ -305,10 +329,13 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
     public func reasonCounts() throws -> [String: Int] {
         try read("count reasons") { db in
             var out: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: """
-                SELECT reason, COUNT(*) AS n FROM jobs WHERE reason IS NOT NULL GROUP BY reason
-                UNION ALL SELECT reason, COUNT(*) AS n FROM refusals GROUP BY reason
-                """) {
+            for row in try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT reason, COUNT(*) AS n FROM jobs WHERE reason IS NOT NULL GROUP BY reason
+                    UNION ALL SELECT reason, COUNT(*) AS n FROM refusals GROUP BY reason
+                    """)
+            {
                 out[row["reason"], default: 0] += row["n"] as Int
             }
             return out
@@ -317,19 +344,21 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     public func finishedJobs(limit: Int) throws -> [JobRecord] {
         try read("read finished jobs") { db in
-            try JobRecord.fetchAll(db, sql: "SELECT \(JobRecord.listColumns) FROM jobs WHERE status = 'done' ORDER BY finished_at DESC LIMIT ?",
-                                   arguments: [limit])
+            try JobRecord.fetchAll(
+                db, sql: "SELECT \(JobRecord.listColumns) FROM jobs WHERE status = 'done' ORDER BY finished_at DESC LIMIT ?",
+                arguments: [limit])
         }
     }
 
     public func updateStageStats(run: Int64, stages: [StageStat]) throws {
         try write("record stage statistics") { db in
             for s in stages {
-                try db.execute(sql: """
-                    INSERT INTO stage_stats (run_id, stage, capacity, high_water, processed, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-                    ON CONFLICT(run_id, stage) DO UPDATE SET capacity = excluded.capacity, high_water = MAX(high_water, excluded.high_water),
-                        processed = excluded.processed, updated_at = excluded.updated_at
-                    """, arguments: [run, s.stage, s.capacity, s.highWater, s.processed, Self.now])
+                try db.execute(
+                    sql: """
+                        INSERT INTO stage_stats (run_id, stage, capacity, high_water, processed, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(run_id, stage) DO UPDATE SET capacity = excluded.capacity, high_water = MAX(high_water, excluded.high_water),
+                            processed = excluded.processed, updated_at = excluded.updated_at
+                        """, arguments: [run, s.stage, s.capacity, s.highWater, s.processed, Self.now])
             }
         }
     }
@@ -342,8 +371,9 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     public func runs(limit: Int) throws -> [RunRow] {
         try read("read runs") { db in
-            try RunRow.fetchAll(db, sql: "SELECT id, version, node, started_at, stopped_at, pack, stages, exit_reason FROM runs ORDER BY id DESC LIMIT ?",
-                                arguments: [limit])
+            try RunRow.fetchAll(
+                db, sql: "SELECT id, version, node, started_at, stopped_at, pack, stages, exit_reason FROM runs ORDER BY id DESC LIMIT ?",
+                arguments: [limit])
         }
     }
 
@@ -359,7 +389,7 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
         guard !readOnly else { return }
         // Move every committed page into the main file and empty the WAL, so a copy of the .sqlite file
         // alone (backups, `scp`) holds the whole database.
-        do { try pool.writeWithoutTransaction { db in try db.checkpoint(.truncate) } } catch {
+        do { try pool.writeWithoutTransaction { db in _ = try db.checkpoint(.truncate) } } catch {
             throw Self.classify(error, "checkpoint")
         }
     }

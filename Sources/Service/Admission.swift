@@ -18,8 +18,10 @@ public struct ParameterPolicy: Sendable {
     /// Throws with the reason when the pack cannot run them.
     public var validate: @Sendable (PurificationParameters) throws -> Void
 
-    public init(resolve: @escaping @Sendable (JobParams) -> PurificationParameters,
-                validate: @escaping @Sendable (PurificationParameters) throws -> Void) {
+    public init(
+        resolve: @escaping @Sendable (JobParams) -> PurificationParameters,
+        validate: @escaping @Sendable (PurificationParameters) throws -> Void
+    ) {
         self.resolve = resolve
         self.validate = validate
     }
@@ -128,21 +130,25 @@ public struct Admission: Sendable {
         }
         let cost = costModel.cost(params, width: dims.width, height: dims.height)
         if cost > limits.maxJobCost {
-            throw refuse(.tooExpensive, "the job costs \(cost) pixel-steps (\(dims.width)×\(dims.height), ensemble \(params.ensemble), "
-                         + "\(Int(Double(params.steps) * params.strength)) steps, guidance \(params.guidance)); max_job_cost is \(limits.maxJobCost)", id: id)
+            throw refuse(
+                .tooExpensive,
+                "the job costs \(cost) pixel-steps (\(dims.width)×\(dims.height), ensemble \(params.ensemble), "
+                    + "\(Int(Double(params.steps) * params.strength)) steps, guidance \(params.guidance)); max_job_cost is \(limits.maxJobCost)", id: id)
         }
         let memory = costModel.memoryBytes(params, width: dims.width, height: dims.height)
         if memory > limits.maxInflightBytes {
             throw refuse(.tooExpensive, "the job needs about \(memory) bytes in the pipeline; max_inflight_bytes is \(limits.maxInflightBytes)", id: id)
         }
-        return Admitted(header: header, image: image, format: sniffed, width: dims.width, height: dims.height, parameters: params,
-                        cost: cost, memoryBytes: memory)
+        return Admitted(
+            header: header, image: image, format: sniffed, width: dims.width, height: dims.height, parameters: params,
+            cost: cost, memoryBytes: memory)
     }
 
     /// The "id" of a header that is a JSON object, if that id is valid (whatever else is wrong with it).
     static func claimedID(in header: [UInt8]) -> String? {
         guard let object = try? JSONSerialization.jsonObject(with: Data(header)) as? [String: Any],
-              let id = object["id"] as? String, Identifiers.isValidJobID(id) else { return nil }
+            let id = object["id"] as? String, Identifiers.isValidJobID(id)
+        else { return nil }
         return id
     }
 

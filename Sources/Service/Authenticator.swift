@@ -32,8 +32,12 @@ public final class Authenticator: @unchecked Sendable {
             guard let curve else { return .allow }
             guard r.mechanism == "CURVE", let key = r.key, curve.allowed.contains(key) else {
                 let who = r.domain == "results" ? "subscriber" : "producer"
-                log.warning("refused \(who): key not allowed", metadata: ["key": "\(r.key ?? "none (\(r.mechanism))")",
-                                                                          "address": "\(Sanitize.text(r.address))"])
+                log.warning(
+                    "refused \(who): key not allowed",
+                    metadata: [
+                        "key": "\(r.key ?? "none (\(r.mechanism))")",
+                        "address": "\(Sanitize.text(r.address))"
+                    ])
                 return .refuse("client key not allowed")
             }
             return .allow
@@ -53,8 +57,12 @@ public final class Authenticator: @unchecked Sendable {
         guard let secret = candidates.last else { throw ConfigError(message: "\(keyPath): no Z85 secret key found") }
         let allowed: Set<String>
         do { allowed = try ZAPHandler.readAllowList(path: listPath) } catch { throw ConfigError(message: "\(error)") }
-        log.info("CURVE enabled", metadata: ["server_key": "\((try? CurveKeyPair.publicKey(forSecret: secret)) ?? "?")",
-                                             "allowed_clients": "\(allowed.count)"])
+        log.info(
+            "CURVE enabled",
+            metadata: [
+                "server_key": "\((try? CurveKeyPair.publicKey(forSecret: secret)) ?? "?")",
+                "allowed_clients": "\(allowed.count)"
+            ])
         return Curve(secretKey: secret, allowed: allowed)
     }
 

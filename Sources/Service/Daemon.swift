@@ -71,11 +71,17 @@ public final class Daemon: @unchecked Sendable {
         let t0 = Date()
         pack = try Pack(folder: packFolder)
         let state = self.state
-        processor = JobProcessor(pack: pack, options: ProcessorOptions(
-            limits: ImageLimits(maxSide: config.maxImageSide, maxPixels: config.maxImagePixels), keepPurified: config.keepPurified,
-            progress: { state.beat() }))
-        log.info("loaded pack", metadata: ["pack": "\(packFolder)", "stages": "\(processor.stages.map(\.rawValue).joined(separator: ","))",
-                                          "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))"])
+        processor = JobProcessor(
+            pack: pack,
+            options: ProcessorOptions(
+                limits: ImageLimits(maxSide: config.maxImageSide, maxPixels: config.maxImagePixels), keepPurified: config.keepPurified,
+                progress: { state.beat() }))
+        log.info(
+            "loaded pack",
+            metadata: [
+                "pack": "\(packFolder)", "stages": "\(processor.stages.map(\.rawValue).joined(separator: ","))",
+                "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))"
+            ])
 
         // Sockets.
         context = try ZMQContext()
@@ -84,50 +90,64 @@ public final class Daemon: @unchecked Sendable {
         resultsSocket = try ZMQSocket(context, .xpub)
         // The guard watches from before the bind: a producer reconnecting the instant the port opens
         // must not escape it (it could not be half-closed at the next stop).
-        let connections = try ConnectionGuard(socket: ingestSocket, context: context, connecting: config.ingestConnect,
-                                              maxConnections: config.maxConnections)
+        let connections = try ConnectionGuard(
+            socket: ingestSocket, context: context, connecting: config.ingestConnect,
+            maxConnections: config.maxConnections)
         try Self.configure(ingest: ingestSocket, results: resultsSocket, config: config, auth: auth)
         endpoint = config.ingestConnect ? config.ingestEndpoint : ingestSocket.lastEndpoint
         connections.setEndpoint(endpoint)
-        log.info("listening", metadata: ["ingest": "\(endpoint)", "mode": "\(config.ingestMode.rawValue)",
-                                         "results": "\(config.resultsConnect ? config.resultsEndpoint : resultsSocket.lastEndpoint)",
-                                         "curve": "\(config.curve)", "node": "\(node)", "store": "\(store.location)"])
+        log.info(
+            "listening",
+            metadata: [
+                "ingest": "\(endpoint)", "mode": "\(config.ingestMode.rawValue)",
+                "results": "\(config.resultsConnect ? config.resultsEndpoint : resultsSocket.lastEndpoint)",
+                "curve": "\(config.curve)", "node": "\(node)", "store": "\(store.location)"
+            ])
 
         // The run, recorded once the sockets are bound (a start that fails leaves no run).
         let stages = processor.stages
-        runID = try store.beginRun(RunInfo(version: Self.version, node: node, host: ProcessInfo.processInfo.hostName, pid: getpid(),
-                                         config: config.snapshot, pack: packFolder, stages: stages))
+        runID = try store.beginRun(
+            RunInfo(
+                version: Self.version, node: node, host: ProcessInfo.processInfo.hostName, pid: getpid(),
+                config: config.snapshot, pack: packFolder, stages: stages))
         try store.recordModels(try Self.modelFiles(pack), run: runID)
 
         // The services.
         let costModel = Self.costModel(pack)
         var feederRef: Feeder?
-        let recorder = Recorder(gate: gate, node: node, run: runID, stages: stages, socket: resultsSocket, publishNode: true,
-                                feeder: { feederRef }, state: state, log: log)
+        let recorder = Recorder(
+            gate: gate, node: node, run: runID, stages: stages, socket: resultsSocket, publishNode: true,
+            feeder: { feederRef }, state: state, log: log)
         let settings = { (workers: Int) in
             StageSettings(capacity: config.queueCapacity, workers: workers, maxBatch: config.maxBatch, maxWait: config.maxWaitMs / 1000)
         }
-        let workers: [StageName: Int] = [.decode: config.decodeWorkers, .caption: config.captionWorkers, .purify: config.purifyWorkers,
-                                         .classify: config.classifyWorkers]
+        let workers: [StageName: Int] = [
+            .decode: config.decodeWorkers, .caption: config.captionWorkers, .purify: config.purifyWorkers,
+            .classify: config.classifyWorkers
+        ]
         let runner = StageRunner(processor: processor, gate: gate, node: node, state: state, fault: FaultInjection.fromEnvironment())
         if let f = runner.fault { log.warning("fault injection armed (tests only)", metadata: ["crash_in": "\(f.stage.rawValue)", "ids": "\(f.idPrefix)*"]) }
-        let specs = stages.map { s in StageSpec<JobItem>(name: s.rawValue, settings: settings(workers[s] ?? 1)) { runner.run(s, $0) } }
+        let specs =
+            stages.map { s in StageSpec<JobItem>(name: s.rawValue, settings: settings(workers[s] ?? 1)) { runner.run(s, $0) } }
             + [StageSpec<JobItem>(name: "record", settings: settings(1)) { recorder.record($0) }]
         let pipeline = Pipeline(specs)
         pipelineService = PipelineService(pipeline: pipeline, drainTimeout: config.shutdownTimeout, log: log)
         recorder.stopping = { [pipelineService] in pipelineService.pastDeadline }
         let fleet = { if case .postgres = location { return true } else { return false } }()
-        feeder = Feeder(gate: gate, node: node, pipeline: pipeline, stages: stages, capacity: config.queueCapacity * specs.count,
-                        batch: config.maxBatch, budget: config.maxInflightBytes, maxAttempts: config.maxAttempts,
-                        lease: fleet ? config.lease : nil, costModel: costModel, state: state, log: log)
+        feeder = Feeder(
+            gate: gate, node: node, pipeline: pipeline, stages: stages, capacity: config.queueCapacity * specs.count,
+            batch: config.maxBatch, budget: config.maxInflightBytes, maxAttempts: config.maxAttempts,
+            lease: fleet ? config.lease : nil, costModel: costModel, state: state, log: log)
         feederRef = feeder
         let admission = Admission(limits: Admission.Limits(config), policy: Self.policy(pack, config), costModel: costModel)
         let auth = self.auth
-        let ingest = IngestLoop(socket: ingestSocket, connections: connections, mode: config.ingestMode, admission: admission, gate: gate,
-                                feeder: feeder, state: state, log: log, node: node, run: runID, maxBacklog: config.maxBacklog,
-                                drainTimeout: config.drainTimeout, closeIntake: { auth.close(domain: "ingest") })
-        let monitor = Monitor(gate: gate, node: node, run: runID, pipeline: pipeline, feeder: feeder, notifier: notifier, state: state, log: log,
-                              heartbeatInterval: config.heartbeatInterval, statusInterval: config.statusInterval, endpoint: endpoint)
+        let ingest = IngestLoop(
+            socket: ingestSocket, connections: connections, mode: config.ingestMode, admission: admission, gate: gate,
+            feeder: feeder, state: state, log: log, node: node, run: runID, maxBacklog: config.maxBacklog,
+            drainTimeout: config.drainTimeout, closeIntake: { auth.close(domain: "ingest") })
+        let monitor = Monitor(
+            gate: gate, node: node, run: runID, pipeline: pipeline, feeder: feeder, notifier: notifier, state: state, log: log,
+            heartbeatInterval: config.heartbeatInterval, statusInterval: config.statusInterval, endpoint: endpoint)
         group = ServiceGroup([monitor, pipelineService, feeder, ingest], log: log)
     }
 
@@ -139,6 +159,8 @@ public final class Daemon: @unchecked Sendable {
             let dir = (path as NSString).deletingLastPathComponent
             return dir.isEmpty ? "." : dir
         }
+        // systemd names the unit's StateDirectory= (lgapd@NAME: /var/lib/lgapd-NAME) in $STATE_DIRECTORY.
+        if let d = ProcessInfo.processInfo.environment["STATE_DIRECTORY"]?.split(separator: ":").first { return String(d) }
         return "/var/lib/lgapd"
     }
 
@@ -173,16 +195,21 @@ public final class Daemon: @unchecked Sendable {
     }
 
     static func policy(_ pack: Pack, _ c: DaemonConfig) -> ParameterPolicy {
-        ParameterPolicy(resolve: { p in
-            pack.parameters(strength: p.strength ?? c.strength, steps: p.steps ?? c.steps, guidance: p.guidance ?? c.guidance,
-                            eta: p.eta ?? c.eta, ensemble: p.ensemble ?? c.ensemble,
-                            seed: p.seed ?? c.seed ?? UInt64.random(in: 0..<(1 << 31)))
-        }, validate: { try pack.validate($0) })
+        ParameterPolicy(
+            resolve: { p in
+                pack.parameters(
+                    strength: p.strength ?? c.strength, steps: p.steps ?? c.steps, guidance: p.guidance ?? c.guidance,
+                    eta: p.eta ?? c.eta, ensemble: p.ensemble ?? c.ensemble,
+                    seed: p.seed ?? c.seed ?? UInt64.random(in: 0..<(1 << 31)))
+            }, validate: { try pack.validate($0) })
     }
 
     static func modelFiles(_ pack: Pack) throws -> [ModelFile] {
-        try pack.modelFiles().map { ModelFile(stage: StageName(rawValue: $0.stage) ?? .classify, name: $0.name, path: $0.path, sha256: $0.sha256,
-                                              parameters: $0.parameters) }
+        try pack.modelFiles().map {
+            ModelFile(
+                stage: StageName(rawValue: $0.stage) ?? .classify, name: $0.name, path: $0.path, sha256: $0.sha256,
+                parameters: $0.parameters)
+        }
     }
 
     // MARK: Lifecycle
@@ -197,7 +224,11 @@ public final class Daemon: @unchecked Sendable {
         // Wait for a signal, or for a service that ended on its own (an error).
         let ended = DispatchSemaphore(value: 0)
         let waiters = [shutdownRequested, group.ended]
-        for w in waiters { Thread { w.wait(); ended.signal() }.start() }
+        for w in waiters {
+            Thread {
+                w.wait(); ended.signal()
+            }.start()
+        }
         ended.wait()
         return shutdown()
     }
@@ -211,7 +242,8 @@ public final class Daemon: @unchecked Sendable {
         feeder.close()
         do {
             let released = try store.release(node: config.node)
-            let reason = group.error.map { "service failed: \($0)" }
+            let reason =
+                group.error.map { "service failed: \($0)" }
                 ?? (pipelineService.drained ? "sigterm" : "shutdown timeout (\(released) unfinished jobs stay accepted for the next start)")
             try store.endRun(runID, reason: reason)
             // Closing under a stage that is still running would pull the database from under it: a part
@@ -222,8 +254,12 @@ public final class Daemon: @unchecked Sendable {
             code = 1
         }
         lock?.release()
-        log.notice("stopped", metadata: ["drained": "\(stopped && pipelineService.drained)", "published": "\(state.published.value)",
-                                          "results_missed_by_slow_subscribers": "\(state.resultsDropped.value)"])
+        log.notice(
+            "stopped",
+            metadata: [
+                "drained": "\(stopped && pipelineService.drained)", "published": "\(state.published.value)",
+                "results_missed_by_slow_subscribers": "\(state.resultsDropped.value)"
+            ])
         if stopped {
             // Results already handed to libzmq still go out (up to a second), rather than being dropped at close.
             try? resultsSocket.setLinger(milliseconds: 1000)
@@ -300,7 +336,8 @@ struct FaultInjection: Sendable {
 
     static func fromEnvironment() -> FaultInjection? {
         guard let spec = ProcessInfo.processInfo.environment["LGAP_TEST_CRASH"], let colon = spec.firstIndex(of: ":"),
-              let stage = StageName(rawValue: String(spec[..<colon])) else { return nil }
+            let stage = StageName(rawValue: String(spec[..<colon]))
+        else { return nil }
         return FaultInjection(stage: stage, idPrefix: String(spec[spec.index(after: colon)...]))
     }
 

@@ -38,10 +38,13 @@ public struct DaemonConfig: Sendable {
     public var ingestMode = IngestMode.pull
     /// Connect to a producer- or proxy-bound endpoint instead of binding (PULL→PUSH, ROUTER→DEALER).
     public var ingestConnect = false
-    public var ingestHighWaterMark = 16
+    /// Messages libzmq buffers per connection. With max_connections and max_message_bytes it bounds what
+    /// producers can make lgapd hold (docs/OPERATIONS.md, "Memory"): at the defaults
+    /// 32 × (8 + 1) × (8 MiB + 64 KiB) ≈ 2.3 GiB, which keeps the whole bound under the unit's MemoryMax.
+    public var ingestHighWaterMark = 8
     /// The ingest socket's kernel receive buffer (SO_RCVBUF); 0 keeps the OS default.
     public var ingestReceiveBufferBytes = 65536
-    public var maxConnections = 64
+    public var maxConnections = 32
     /// SIGTERM in pull mode: at most this long to read and commit what is already on the wire (not cut
     /// short by shutdown_timeout_s, which bounds processing).
     public var drainTimeout: Double = 5
@@ -76,7 +79,7 @@ public struct DaemonConfig: Sendable {
     public var guidance: Double? = nil
     public var eta: Double? = nil
     public var ensemble: Int? = nil
-    public var seed: UInt64? = nil          // nil: a fresh random seed per job
+    public var seed: UInt64? = nil  // nil: a fresh random seed per job
     // [store]
     public var keepPurified = true
     public var durability = SQLiteJobStore.Durability.full
@@ -93,9 +96,10 @@ public struct DaemonConfig: Sendable {
 
     /// The host name, cut to a valid node name.
     public static var defaultNode: String {
-        let cleaned = String(ProcessInfo.processInfo.hostName.unicodeScalars.map { u -> Character in
-            (u.isASCII && (CharacterSet.alphanumerics.contains(u) || "._-".unicodeScalars.contains(u))) ? Character(u) : "-"
-        }.prefix(64))
+        let cleaned = String(
+            ProcessInfo.processInfo.hostName.unicodeScalars.map { u -> Character in
+                (u.isASCII && (CharacterSet.alphanumerics.contains(u) || "._-".unicodeScalars.contains(u))) ? Character(u) : "-"
+            }.prefix(64))
         return cleaned.isEmpty ? "lgapd" : cleaned
     }
 
@@ -200,9 +204,10 @@ public struct DaemonConfig: Sendable {
                 throw ConfigError(message: "\(name) '\(e)' must be a tcp://, ipc:// or inproc:// endpoint")
             }
             if !curve && !allowPlaintextRemote && !Self.isLocal(e) {
-                throw ConfigError(message: "\(name) '\(e)' \(connects ? "connects" : "binds") beyond loopback without CURVE: "
-                                  + "producers and subscribers there would be unauthenticated and unencrypted. Enable [security] curve, "
-                                  + "or set [security] allow_plaintext_remote = true to accept that")
+                throw ConfigError(
+                    message: "\(name) '\(e)' \(connects ? "connects" : "binds") beyond loopback without CURVE: "
+                        + "producers and subscribers there would be unauthenticated and unencrypted. Enable [security] curve, "
+                        + "or set [security] allow_plaintext_remote = true to accept that")
             }
         }
         if durability == .normal, case .postgres = try? StoreLocation(database) {
@@ -226,21 +231,29 @@ public struct DaemonConfig: Sendable {
     /// The effective configuration as JSON (stored with each run's provenance).
     public var snapshot: String {
         var d: [String: Any] = [
-            "daemon": ["pack": pack ?? "", "database": StoreLocationText.redacted(database), "node": node, "log_level": logLevel,
-                       "log_format": logFormat.rawValue, "shutdown_timeout_s": shutdownTimeout, "status_interval_s": statusInterval,
-                       "threads": threads, "lease_s": lease, "heartbeat_s": heartbeatInterval],
-            "ingest": ["endpoint": ingestEndpoint, "mode": ingestMode.rawValue, "connect": ingestConnect, "high_water_mark": ingestHighWaterMark,
-                       "receive_buffer_bytes": ingestReceiveBufferBytes, "max_connections": maxConnections, "max_backlog": maxBacklog, "drain_timeout_s": drainTimeout,
-                       "max_message_bytes": maxMessageBytes, "max_header_bytes": maxHeaderBytes, "max_meta_bytes": maxMetaBytes],
+            "daemon": [
+                "pack": pack ?? "", "database": StoreLocationText.redacted(database), "node": node, "log_level": logLevel,
+                "log_format": logFormat.rawValue, "shutdown_timeout_s": shutdownTimeout, "status_interval_s": statusInterval,
+                "threads": threads, "lease_s": lease, "heartbeat_s": heartbeatInterval
+            ],
+            "ingest": [
+                "endpoint": ingestEndpoint, "mode": ingestMode.rawValue, "connect": ingestConnect, "high_water_mark": ingestHighWaterMark,
+                "receive_buffer_bytes": ingestReceiveBufferBytes, "max_connections": maxConnections, "max_backlog": maxBacklog, "drain_timeout_s": drainTimeout,
+                "max_message_bytes": maxMessageBytes, "max_header_bytes": maxHeaderBytes, "max_meta_bytes": maxMetaBytes
+            ],
             "results": ["endpoint": resultsEndpoint, "connect": resultsConnect, "high_water_mark": resultsHighWaterMark],
-            "limits": ["max_image_side": maxImageSide, "max_image_pixels": maxImagePixels, "max_job_cost": maxJobCost,
-                       "max_inflight_bytes": maxInflightBytes],
-            "pipeline": ["queue_capacity": queueCapacity, "decode_workers": decodeWorkers, "caption_workers": captionWorkers,
-                         "purify_workers": purifyWorkers, "classify_workers": classifyWorkers, "max_batch": maxBatch, "max_wait_ms": maxWaitMs,
-                         "max_attempts": maxAttempts],
+            "limits": [
+                "max_image_side": maxImageSide, "max_image_pixels": maxImagePixels, "max_job_cost": maxJobCost,
+                "max_inflight_bytes": maxInflightBytes
+            ],
+            "pipeline": [
+                "queue_capacity": queueCapacity, "decode_workers": decodeWorkers, "caption_workers": captionWorkers,
+                "purify_workers": purifyWorkers, "classify_workers": classifyWorkers, "max_batch": maxBatch, "max_wait_ms": maxWaitMs,
+                "max_attempts": maxAttempts
+            ],
             "store": ["keep_purified": keepPurified, "durability": durability.rawValue],
             "security": ["curve": curve, "allow_plaintext_remote": allowPlaintextRemote],
-            "metrics": ["endpoint": metricsEndpoint ?? ""],
+            "metrics": ["endpoint": metricsEndpoint ?? ""]
         ]
         var pur: [String: Any] = ["seed": seed.map { String($0) } ?? "random"]
         if let strength { pur["strength"] = strength }

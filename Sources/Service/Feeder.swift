@@ -44,8 +44,10 @@ public final class Feeder: Service, @unchecked Sendable {
     /// Accepted jobs not yet claimed (ingest's backlog, counted from commits and claims).
     private var backlog = 0
 
-    public init(gate: StoreGate, node: String, pipeline: Pipeline<JobItem>, stages: [StageName], capacity: Int, batch: Int,
-                budget: Int64, maxAttempts: Int, lease: TimeInterval?, costModel: CostModel, state: DaemonState, log: Logger) {
+    public init(
+        gate: StoreGate, node: String, pipeline: Pipeline<JobItem>, stages: [StageName], capacity: Int, batch: Int,
+        budget: Int64, maxAttempts: Int, lease: TimeInterval?, costModel: CostModel, state: DaemonState, log: Logger
+    ) {
         self.gate = gate
         self.node = node
         self.pipeline = pipeline
@@ -137,13 +139,17 @@ public final class Feeder: Service, @unchecked Sendable {
             guard room > 0 else { _ = sleep(1); continue }
             let records: [JobRecord]
             do {
-                records = try fenced { try gate.retrying("claim jobs", giveUp: { self.isStopped }) { try $0.claim(node: node, limit: min(room, batch), isolated: false) } }
+                records = try fenced {
+                    try gate.retrying("claim jobs", giveUp: { self.isStopped }) { try $0.claim(node: node, limit: min(room, batch), isolated: false) }
+                }
             } catch {
                 if !isStopped { log.error("cannot claim jobs", metadata: ["error": "\(error)"]) }
                 _ = sleep(1)
                 continue
             }
-            cond.withLock { backlog = max(0, backlog - records.count); claimed += records.count; cond.broadcast() }
+            cond.withLock {
+                backlog = max(0, backlog - records.count); claimed += records.count; cond.broadcast()
+            }
             if records.isEmpty {
                 // Nothing to claim: look again when ingest commits, or now and then for jobs that arrived
                 // another way (lgapctl retry, a takeover, suspects after recovery).
@@ -178,8 +184,9 @@ public final class Feeder: Service, @unchecked Sendable {
 
     private func item(_ r: JobRecord, isolated: Bool = false) -> JobItem {
         let memory = costModel.memoryBytes(r.params, width: r.width, height: r.height)
-        return JobItem(id: r.id, input: r.input.map { [UInt8]($0) } ?? [], format: r.inputFormat, parameters: r.params,
-                       inputSHA256: r.inputSha256, seq: r.seq, memoryBytes: Int(memory), isolated: isolated)
+        return JobItem(
+            id: r.id, input: r.input.map { [UInt8]($0) } ?? [], format: r.inputFormat, parameters: r.params,
+            inputSHA256: r.inputSha256, seq: r.seq, memoryBytes: Int(memory), isolated: isolated)
     }
 
     /// Runs one suspect alone if any is waiting; true when it did (or waited for the pipeline).
@@ -207,8 +214,9 @@ public final class Feeder: Service, @unchecked Sendable {
         }
         let it = item(r, isolated: true)
         if r.attempts > maxAttempts {
-            it.failure = .failed(.tooManyAttempts,
-                                 "lgapd died \(r.attempts - 1) times while this job ran alone (max_attempts = \(maxAttempts)); not run again")
+            it.failure = .failed(
+                .tooManyAttempts,
+                "lgapd died \(r.attempts - 1) times while this job ran alone (max_attempts = \(maxAttempts)); not run again")
             log.error("poison job failed", metadata: ["job": "\(r.id)", "attempts": "\(r.attempts - 1)"])
         } else {
             log.notice("running a suspect alone", metadata: ["job": "\(r.id)", "attempt": "\(r.attempts)", "max_attempts": "\(maxAttempts)"])

@@ -37,9 +37,11 @@ public final class IngestLoop: Service, @unchecked Sendable {
     private var stopRequested = false
     private var drainDeadline = Date.distantFuture
 
-    public init(socket: ZMQSocket, connections: ConnectionGuard?, mode: IngestMode, admission: Admission, gate: StoreGate, feeder: Feeder,
-                state: DaemonState, log: Logger, node: String, run: Int64, maxBacklog: Int, drainTimeout: TimeInterval,
-                closeIntake: @escaping @Sendable () -> Void = {}) {
+    public init(
+        socket: ZMQSocket, connections: ConnectionGuard?, mode: IngestMode, admission: Admission, gate: StoreGate, feeder: Feeder,
+        state: DaemonState, log: Logger, node: String, run: Int64, maxBacklog: Int, drainTimeout: TimeInterval,
+        closeIntake: @escaping @Sendable () -> Void = {}
+    ) {
         self.closeIntake = closeIntake
         self.socket = socket
         self.connections = connections
@@ -109,11 +111,16 @@ public final class IngestLoop: Service, @unchecked Sendable {
         }
         let open = connections?.open.count ?? 0
         if open > 0 {
-            log.error("intake drain deadline passed with connections still open: messages in flight on them may be lost",
-                      metadata: ["open": "\(open)", "drain_timeout_s": "\(drainTimeout)"])
+            log.error(
+                "intake drain deadline passed with connections still open: messages in flight on them may be lost",
+                metadata: ["open": "\(open)", "drain_timeout_s": "\(drainTimeout)"])
         }
-        log.notice("intake drained", metadata: ["committed_while_draining": "\(committed)", "connections_still_open": "\(open)",
-                                                "connections_half_closed": "\(connections?.halfClosed ?? 0)"])
+        log.notice(
+            "intake drained",
+            metadata: [
+                "committed_while_draining": "\(committed)", "connections_still_open": "\(open)",
+                "connections_half_closed": "\(connections?.halfClosed ?? 0)"
+            ])
     }
 
     /// Reads and commits messages until none has arrived for `quiet` seconds (or the deadline).
@@ -166,10 +173,11 @@ public final class IngestLoop: Service, @unchecked Sendable {
             case .failure(let refusal):
                 acks.append((envelope, refuse(refusal, peer: peer, image: frames.count >= 2 ? frames[1] : nil)))
             case .success(let a):
-                let record = JobRecord(id: a.header.id ?? Admission.newID(), node: node, receivedAt: Date(), runId: runID, mode: mode,
-                                       peer: peer, input: a.image, inputSha256: SHA256.hex(a.image), inputFormat: a.format, width: a.width,
-                                       height: a.height, label: a.header.label, meta: a.header.meta,
-                                       requestedParams: a.header.params.isEmpty ? nil : a.header.params, params: a.parameters, cost: a.cost)
+                let record = JobRecord(
+                    id: a.header.id ?? Admission.newID(), node: node, receivedAt: Date(), runId: runID, mode: mode,
+                    peer: peer, input: a.image, inputSha256: SHA256.hex(a.image), inputFormat: a.format, width: a.width,
+                    height: a.height, label: a.header.label, meta: a.header.meta,
+                    requestedParams: a.header.params.isEmpty ? nil : a.header.params, params: a.parameters, cost: a.cost)
                 admitted.append((record, envelope))
                 acks.append((envelope, nil))
             }
@@ -190,9 +198,8 @@ public final class IngestLoop: Service, @unchecked Sendable {
             if mode == .router {
                 outcomes = try gate.retrying("commit jobs", deadline: Date(timeIntervalSinceNow: 2)) { try $0.insertAccepted(records) }
             } else {
-                outcomes = try gate.retrying("commit jobs", giveUp: { self.stopping && Date() > self.lock.withLock { self.drainDeadline } }) {
-                    try $0.insertAccepted(records)
-                }
+                let pastDrain = { self.stopping && Date() > self.lock.withLock { self.drainDeadline } }
+                outcomes = try gate.retrying("commit jobs", giveUp: pastDrain) { try $0.insertAccepted(records) }
             }
             return zip(jobs, outcomes).map { job, outcome in
                 switch outcome {
@@ -216,13 +223,18 @@ public final class IngestLoop: Service, @unchecked Sendable {
     /// Records a refusal; its ack.
     private func refuse(_ r: Admission.Refusal, peer: String?, image: [UInt8]?) -> Ack {
         state.refused.add()
-        let record = RefusalRecord(claimedId: r.claimedID, reason: r.reason, error: r.message, node: node, receivedAt: Date(), runId: runID,
-                                   mode: mode, peer: peer, inputSha256: image.map { SHA256.hex($0) }, inputSize: image?.count, header: r.header)
+        let record = RefusalRecord(
+            claimedId: r.claimedID, reason: r.reason, error: r.message, node: node, receivedAt: Date(), runId: runID,
+            mode: mode, peer: peer, inputSha256: image.map { SHA256.hex($0) }, inputSize: image?.count, header: r.header)
         do { try gate.once("record a refusal") { try $0.insertRefusal(record) } } catch {
             log.error("refusal not recorded", metadata: ["error": "\(error)"])
         }
-        log.notice("refused at the door", metadata: ["job": "\(r.claimedID ?? "-")", "reason": "\(r.reason.rawValue)",
-                                                      "error": "\(Sanitize.text(r.message))", "peer": "\(Sanitize.text(peer ?? "-"))"])
+        log.notice(
+            "refused at the door",
+            metadata: [
+                "job": "\(r.claimedID ?? "-")", "reason": "\(r.reason.rawValue)",
+                "error": "\(Sanitize.text(r.message))", "peer": "\(Sanitize.text(peer ?? "-"))"
+            ])
         return Ack(id: r.claimedID ?? "", status: .rejected, reason: r.reason, message: r.message)
     }
 
@@ -235,8 +247,9 @@ public final class IngestLoop: Service, @unchecked Sendable {
         } catch {}
         state.acksUndeliverable.add()
         if state.acksUndeliverable.value.isPowerOfTwo {
-            log.warning("ack not delivered: the peer is gone or does not read its acks",
-                        metadata: ["job": "\(a.id)", "undeliverable_total": "\(state.acksUndeliverable.value)"])
+            log.warning(
+                "ack not delivered: the peer is gone or does not read its acks",
+                metadata: ["job": "\(a.id)", "undeliverable_total": "\(state.acksUndeliverable.value)"])
         }
     }
 }

@@ -24,8 +24,10 @@ public final class Monitor: Service, @unchecked Sendable {
     let endpoint: String
     private let stopped = DispatchSemaphore(value: 0)
 
-    public init(gate: StoreGate, node: String, run: Int64, pipeline: Pipeline<JobItem>, feeder: Feeder, notifier: SystemdNotifier,
-                state: DaemonState, log: Logger, heartbeatInterval: TimeInterval, statusInterval: TimeInterval, endpoint: String) {
+    public init(
+        gate: StoreGate, node: String, run: Int64, pipeline: Pipeline<JobItem>, feeder: Feeder, notifier: SystemdNotifier,
+        state: DaemonState, log: Logger, heartbeatInterval: TimeInterval, statusInterval: TimeInterval, endpoint: String
+    ) {
         self.gate = gate
         self.node = node
         self.runID = run
@@ -81,8 +83,9 @@ public final class Monitor: Service, @unchecked Sendable {
     }
 
     private func beat() {
-        let b = NodeHeartbeat(node: node, run: runID, host: host, pid: getpid(), state: state.summary, running: feeder.inFlightCount,
-                              finished: state.finished.value)
+        let b = NodeHeartbeat(
+            node: node, run: runID, host: host, pid: getpid(), state: state.summary, running: feeder.inFlightCount,
+            finished: state.finished.value)
         do { try gate.once("heartbeat") { try $0.heartbeat(b) } } catch {
             log.warning("heartbeat not recorded", metadata: ["error": "\(error)"])
         }

@@ -28,8 +28,10 @@ public final class Recorder: @unchecked Sendable {
     private var lastDropLog = Date.distantPast
     private var dropsSinceLog = 0
 
-    public init(gate: StoreGate, node: String, run: Int64, stages: [StageName], socket: ZMQSocket, publishNode: Bool,
-                feeder: @escaping () -> Feeder?, state: DaemonState, log: Logger) {
+    public init(
+        gate: StoreGate, node: String, run: Int64, stages: [StageName], socket: ZMQSocket, publishNode: Bool,
+        feeder: @escaping () -> Feeder?, state: DaemonState, log: Logger
+    ) {
         self.gate = gate
         self.node = node
         self.runID = run
@@ -64,8 +66,12 @@ public final class Recorder: @unchecked Sendable {
             state.finished.add()
             publish(result)
             if let f = result.failure {
-                log.notice("job \(f.status.rawValue)", metadata: ["job": "\(item.id)", "reason": "\(f.reason.rawValue)",
-                                                                   "error": "\(Sanitize.text(f.message))"])
+                log.notice(
+                    "job \(f.status.rawValue)",
+                    metadata: [
+                        "job": "\(item.id)", "reason": "\(f.reason.rawValue)",
+                        "error": "\(Sanitize.text(f.message))"
+                    ])
             } else {
                 log.debug("job done", metadata: ["job": "\(item.id)", "label": "\(result.label ?? "-")"])
             }
@@ -85,8 +91,9 @@ public final class Recorder: @unchecked Sendable {
             state.resultsDropped.add()
             dropsSinceLog += 1
             if Date().timeIntervalSince(lastDropLog) > 10 {
-                log.warning("a slow subscriber missed results (the store has them: lgapctl history --since)",
-                            metadata: ["missed_since_last_warning": "\(dropsSinceLog)", "total": "\(state.resultsDropped.value)"])
+                log.warning(
+                    "a slow subscriber missed results (the store has them: lgapctl history --since)",
+                    metadata: ["missed_since_last_warning": "\(dropsSinceLog)", "total": "\(state.resultsDropped.value)"])
                 lastDropLog = Date()
                 dropsSinceLog = 0
             }

@@ -18,8 +18,10 @@ public struct StoreGate: Sendable {
 
     /// Runs `body`, retrying while the store is unavailable, until `giveUp()` says to stop or the
     /// deadline passes (then the last error is thrown).
-    public func retrying<T>(_ what: String, deadline: Date = .distantFuture, giveUp: () -> Bool = { false },
-                            _ body: (JobStore) throws -> T) throws -> T {
+    public func retrying<T>(
+        _ what: String, deadline: Date = .distantFuture, giveUp: () -> Bool = { false },
+        _ body: (JobStore) throws -> T
+    ) throws -> T {
         var delay = 0.05
         var logged = Date.distantPast
         while true {

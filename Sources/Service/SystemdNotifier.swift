@@ -3,7 +3,7 @@
 // healthy (at half of $WATCHDOG_USEC), STOPPING=1 on shutdown. Without NOTIFY_SOCKET it does nothing.
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class SystemdNotifier: @unchecked Sendable {
@@ -15,7 +15,8 @@ public final class SystemdNotifier: @unchecked Sendable {
         path = environment["NOTIFY_SOCKET"].flatMap { $0.isEmpty ? nil : $0 }
         // sd_watchdog_enabled's rule: a positive WATCHDOG_USEC enables it (0 would make the monitor spin).
         if let usec = environment["WATCHDOG_USEC"].flatMap(Double.init), usec > 0,
-           environment["WATCHDOG_PID"].map({ Int32($0) == getpid() }) ?? true {
+            environment["WATCHDOG_PID"].map({ Int32($0) == getpid() }) ?? true
+        {
             watchdogInterval = usec / 1e6
         } else {
             watchdogInterval = nil

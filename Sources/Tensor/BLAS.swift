@@ -36,16 +36,19 @@ public enum BLAS {
     /// C[m×n] = alpha · op(A)[m×k] · op(B)[k×n] + beta · C, all row-major; split across
     /// `Engine.threads` workers when the product is large enough to pay for it.
     @inlinable
-    public static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
-                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
-                             b: UnsafePointer<Float>, ldb: Int,
-                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true) {
+    public static func sgemm(
+        transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int, parallel: Bool = true
+    ) {
         if m == 0 || n == 0 { return }
         configure()
         let workers = parallel ? min(Engine.threads, max(1, (m * n * k) / (1 << 21))) : 1
         if workers <= 1 {
-            gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
-                 beta: beta, c: c, ldc: ldc)
+            gemm(
+                transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b, ldb: ldb,
+                beta: beta, c: c, ldc: ldc)
             return
         }
         let (pa, pb, pc) = (SendablePointer(a), SendablePointer(b), SendablePointer(c))
@@ -56,8 +59,9 @@ public enum BLAS {
                 let j0 = w * block, j1 = min(n, j0 + block)
                 guard j0 < j1 else { return }
                 let bj = transB ? pb.pointer + j0 * ldb : pb.pointer + j0
-                gemm(transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: UnsafePointer(pa.pointer), lda: lda,
-                     b: UnsafePointer(bj), ldb: ldb, beta: beta, c: pc.pointer + j0, ldc: ldc)
+                gemm(
+                    transA: transA, transB: transB, m: m, n: j1 - j0, k: k, alpha: alpha, a: UnsafePointer(pa.pointer), lda: lda,
+                    b: UnsafePointer(bj), ldb: ldb, beta: beta, c: pc.pointer + j0, ldc: ldc)
             }
         } else {
             // Row blocks: C[i0..<i1, :] = op(A)[i0..<i1, :] · op(B).
@@ -66,27 +70,31 @@ public enum BLAS {
                 let i0 = w * block, i1 = min(m, i0 + block)
                 guard i0 < i1 else { return }
                 let ai = transA ? pa.pointer + i0 : pa.pointer + i0 * lda
-                gemm(transA: transA, transB: transB, m: i1 - i0, n: n, k: k, alpha: alpha, a: UnsafePointer(ai), lda: lda,
-                     b: UnsafePointer(pb.pointer), ldb: ldb, beta: beta, c: pc.pointer + i0 * ldc, ldc: ldc)
+                gemm(
+                    transA: transA, transB: transB, m: i1 - i0, n: n, k: k, alpha: alpha, a: UnsafePointer(ai), lda: lda,
+                    b: UnsafePointer(pb.pointer), ldb: ldb, beta: beta, c: pc.pointer + i0 * ldc, ldc: ldc)
             }
         }
     }
 
     /// One single-threaded GEMM call on the selected backend.
     @inlinable
-    @usableFromInline static func gemm(transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
-                     b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    @usableFromInline static func gemm(
+        transA: Bool, transB: Bool, m: Int, n: Int, k: Int, alpha: Float, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
         if backend == .engine {
             lgap_sgemm(transA ? 1 : 0, transB ? 1 : 0, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
             return
         }
-        cblas_sgemm(CblasRowMajor,
-                    transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans,
-                    /* M: */ Int32(m), /* N: */ Int32(n), /* K: */ Int32(k),
-                    /* alpha: */ alpha, /* A: */ a, /* lda: */ Int32(lda),
-                    /* B: */ b, /* ldb: */ Int32(ldb),
-                    /* beta: */ beta, /* C: */ c, /* ldc: */ Int32(ldc))
+        cblas_sgemm(
+            CblasRowMajor,
+            transA ? CblasTrans : CblasNoTrans,
+            transB ? CblasTrans : CblasNoTrans,
+            /* M: */ Int32(m), /* N: */ Int32(n), /* K: */ Int32(k),
+            /* alpha: */ alpha, /* A: */ a, /* lda: */ Int32(lda),
+            /* B: */ b, /* ldb: */ Int32(ldb),
+            /* beta: */ beta, /* C: */ c, /* ldc: */ Int32(ldc))
     }
 
     /// The engine GEMM's micro-kernel for this CPU ("avx512", "avx2" or "generic").

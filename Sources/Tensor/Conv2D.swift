@@ -51,8 +51,10 @@ let im2colBudget = 4 << 20
 /// x: [N, Cin, H, W], weight: [Cout, Cin, kh, kw], bias: [Cout]? → [N, Cout, Ho, Wo]
 /// Ho = (H + 2·ph − kh) / sh + 1 (PyTorch's Conv2d, dilation 1, groups 1).
 /// `packed`: the weight prepacked with PackedWeights(convWeight:) (engine GEMM only).
-public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
-                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), packed: PackedWeights? = nil) -> Tensor {
+public func conv2d(
+    _ x: Tensor, weight: Tensor, bias: Tensor? = nil,
+    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0), packed: PackedWeights? = nil
+) -> Tensor {
     precondition(x.rank == 4 && weight.rank == 4, "conv2d needs x [N,C,H,W] and weight [Co,Ci,kh,kw]; got \(x.shape), \(weight.shape)")
     let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
@@ -92,44 +94,54 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil,
     let workers = n >= 2 ? min(Engine.threads, n) : 1
     let colSize = pointwise ? 0 : kdim * bandRows * wo
     let cols = Tensor(uninitialized: [max(1, workers * colSize)])
-    x.withData { xp in weight.withData { wp in out.withFreshData { op in cols.withFreshData { colp in
-        withOptionalData(bias) { bp in
-            let (px, pw_, po, pc) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op), SendablePointer(colp))
-            let pb = bp.map { SendablePointer($0) }
-            let perImage = (n + workers - 1) / workers
-            let run: @Sendable (Int) -> Void = { worker in
-                let wptr = UnsafePointer(pw_.pointer)
-                for img in (worker * perImage)..<min(n, (worker + 1) * perImage) {
-                    let xi = UnsafePointer(px.pointer + img * cin * h * w)
-                    let oi = po.pointer + img * cout * plane
-                    if pointwise {
-                        BLAS.sgemm(m: cout, n: plane, k: cin, a: wptr, lda: cin, b: xi, ldb: plane, c: oi, ldc: plane,
-                                   parallel: workers == 1)
-                    } else {
-                        let cp = pc.pointer + worker * colSize
-                        var row0 = 0
-                        while row0 < ho {
-                            let rows = min(bandRows, ho - row0)
-                            lgap_im2col(xi, cin, h, w, kh, kw, sh, sw, ph, pw, wo, row0, rows, cp)
-                            BLAS.sgemm(m: cout, n: rows * wo, k: kdim, a: wptr, lda: kdim, b: UnsafePointer(cp), ldb: rows * wo,
-                                       c: oi + row0 * wo, ldc: plane, parallel: workers == 1)
-                            row0 += rows
+    x.withData { xp in
+        weight.withData { wp in
+            out.withFreshData { op in
+                cols.withFreshData { colp in
+                    withOptionalData(bias) { bp in
+                        let (px, pw_, po, pc) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op), SendablePointer(colp))
+                        let pb = bp.map { SendablePointer($0) }
+                        let perImage = (n + workers - 1) / workers
+                        let run: @Sendable (Int) -> Void = { worker in
+                            let wptr = UnsafePointer(pw_.pointer)
+                            for img in (worker * perImage)..<min(n, (worker + 1) * perImage) {
+                                let xi = UnsafePointer(px.pointer + img * cin * h * w)
+                                let oi = po.pointer + img * cout * plane
+                                if pointwise {
+                                    BLAS.sgemm(
+                                        m: cout, n: plane, k: cin, a: wptr, lda: cin, b: xi, ldb: plane, c: oi, ldc: plane,
+                                        parallel: workers == 1)
+                                } else {
+                                    let cp = pc.pointer + worker * colSize
+                                    var row0 = 0
+                                    while row0 < ho {
+                                        let rows = min(bandRows, ho - row0)
+                                        lgap_im2col(xi, cin, h, w, kh, kw, sh, sw, ph, pw, wo, row0, rows, cp)
+                                        BLAS.sgemm(
+                                            m: cout, n: rows * wo, k: kdim, a: wptr, lda: kdim, b: UnsafePointer(cp), ldb: rows * wo,
+                                            c: oi + row0 * wo, ldc: plane, parallel: workers == 1)
+                                        row0 += rows
+                                    }
+                                }
+                                if let pb { lgap_add_channel_bias(oi, pb.pointer, cout, plane) }
+                            }
                         }
+                        if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
                     }
-                    if let pb { lgap_add_channel_bias(oi, pb.pointer, cout, plane) }
                 }
             }
-            if workers == 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
         }
-    } } } }
+    }
     return out
 }
 
 /// The engine GEMM's convolution: each (image, column range) job packs its GEMM operand straight
 /// from the image, so no column matrix is written or read back. Jobs spread over the workers: whole
 /// images for batches, column ranges (multiples of 32 output pixels) for a single image.
-func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int),
-                packed: PackedWeights?) {
+func convPacked(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int),
+    packed: PackedWeights?
+) {
     let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     let (ho, wo) = (out.shape[2], out.shape[3])
@@ -141,20 +153,27 @@ func convPacked(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride:
     let splits = n >= Engine.threads ? 1 : max(1, min(Engine.threads, (cout * plane * cin * kh * kw) / (1 << 20)))
     let chunk = ((plane + splits - 1) / splits + 31) / 32 * 32
     let jobs = n * splits
-    x.withData { xp in weight.withData { wp in out.withFreshData { op in withOptionalData(bias) { bp in
-        let (px, pw, po) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op))
-        let pb = bp.map { SendablePointer($0) }
-        let run: @Sendable (Int) -> Void = { job in
-            let img = job / splits, part = job % splits
-            let c0 = part * chunk, c1 = min(plane, c0 + chunk)
-            guard c0 < c1 else { return }
-            let oi = po.pointer + img * cout * plane
-            lgap_conv2d_image(pw.pointer, packed?.handle, cout, px.pointer + img * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
-                              padding.0, padding.1, ho, wo, c0, c1 - c0, oi)
-            if let pb { addChannelBias(oi, pb.pointer, channels: 0..<cout, columns: c0..<c1, plane: plane) }
+    x.withData { xp in
+        weight.withData { wp in
+            out.withFreshData { op in
+                withOptionalData(bias) { bp in
+                    let (px, pw, po) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op))
+                    let pb = bp.map { SendablePointer($0) }
+                    let run: @Sendable (Int) -> Void = { job in
+                        let img = job / splits, part = job % splits
+                        let c0 = part * chunk, c1 = min(plane, c0 + chunk)
+                        guard c0 < c1 else { return }
+                        let oi = po.pointer + img * cout * plane
+                        lgap_conv2d_image(
+                            pw.pointer, packed?.handle, cout, px.pointer + img * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
+                            padding.0, padding.1, ho, wo, c0, c1 - c0, oi)
+                        if let pb { addChannelBias(oi, pb.pointer, channels: 0..<cout, columns: c0..<c1, plane: plane) }
+                    }
+                    parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
+                }
+            }
         }
-        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
-    } } } }
+    }
 }
 
 /// A 1×1 convolution with prepacked weights: out[img] = W[cout × cin] · x[img][cin × plane], one GEMM
@@ -167,32 +186,41 @@ func pointwisePacked(_ x: Tensor, packed: PackedWeights, bias: Tensor?, out: Ten
     let cout = packed.rows, (mr, nr) = PackedWeights.tile
     let flops = 2 * cout * cin * plane
     let byRows = plane <= cout
-    let splits = n >= Engine.threads || flops < (1 << 21) ? 1
+    let splits =
+        n >= Engine.threads || flops < (1 << 21)
+        ? 1
         : min(Engine.threads, max(1, byRows ? cout / mr : plane / nr))
     let unit = byRows ? mr : nr, extent = byRows ? cout : plane
     let chunk = (extent + splits * unit - 1) / (splits * unit) * unit
     let jobs = n * splits
-    x.withData { xp in out.withFreshData { op in withOptionalData(bias) { bp in
-        let (px, po) = (SendablePointer(xp), SendablePointer(op))
-        let pb = bp.map { SendablePointer($0) }
-        let run: @Sendable (Int) -> Void = { job in
-            let img = job / splits, part = job % splits
-            let e0 = part * chunk, e1 = min(extent, e0 + chunk)
-            guard e0 < e1 else { return }
-            let (r0, r1) = byRows ? (e0, e1) : (0, cout), (c0, c1) = byRows ? (0, plane) : (e0, e1)
-            let xi = px.pointer + img * cin * plane, oi = po.pointer + img * cout * plane
-            lgap_sgemm_packed(packed.handle, 0, nil, 0, nil, 0, xi + c0, plane, r0, r1 - r0, 0, c1 - c0, cin,
-                              1, 0, oi + r0 * plane + c0, plane)
-            if let pb { addChannelBias(oi, pb.pointer, channels: r0..<r1, columns: c0..<c1, plane: plane) }
+    x.withData { xp in
+        out.withFreshData { op in
+            withOptionalData(bias) { bp in
+                let (px, po) = (SendablePointer(xp), SendablePointer(op))
+                let pb = bp.map { SendablePointer($0) }
+                let run: @Sendable (Int) -> Void = { job in
+                    let img = job / splits, part = job % splits
+                    let e0 = part * chunk, e1 = min(extent, e0 + chunk)
+                    guard e0 < e1 else { return }
+                    let (r0, r1) = byRows ? (e0, e1) : (0, cout), (c0, c1) = byRows ? (0, plane) : (e0, e1)
+                    let xi = px.pointer + img * cin * plane, oi = po.pointer + img * cout * plane
+                    lgap_sgemm_packed(
+                        packed.handle, 0, nil, 0, nil, 0, xi + c0, plane, r0, r1 - r0, 0, c1 - c0, cin,
+                        1, 0, oi + r0 * plane + c0, plane)
+                    if let pb { addChannelBias(oi, pb.pointer, channels: r0..<r1, columns: c0..<c1, plane: plane) }
+                }
+                parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
+            }
         }
-        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
-    } } }
+    }
 }
 
 /// out[c, i] += bias[c] over a block of one image's [channels, plane] output: the vectorised kernel
 /// for whole rows, a plain loop for a column range (a worker's share of a single image).
-func addChannelBias(_ out: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, channels: Range<Int>,
-                    columns: Range<Int>, plane: Int) {
+func addChannelBias(
+    _ out: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>, channels: Range<Int>,
+    columns: Range<Int>, plane: Int
+) {
     if columns == 0..<plane {
         lgap_add_channel_bias(out + channels.lowerBound * plane, bias + channels.lowerBound, channels.count, plane)
         return
@@ -202,8 +230,10 @@ func addChannelBias(_ out: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePoi
 
 /// Small images in a batch: each worker runs one GEMM over its share of the images (columns =
 /// image × pixel), then scatters [cout, images·plane] into NCHW and adds the bias.
-func convPackedBatched(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int),
-                       packed: PackedWeights?) {
+func convPackedBatched(
+    _ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, stride: (Int, Int), padding: (Int, Int),
+    packed: PackedWeights?
+) {
     let (n, cin, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (cout, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     let (ho, wo) = (out.shape[2], out.shape[3])
@@ -211,39 +241,50 @@ func convPackedBatched(_ x: Tensor, weight: Tensor, bias: Tensor?, out: Tensor, 
     let workers = min(Engine.threads, n)
     let per = (n + workers - 1) / workers
     let scratch = Tensor(uninitialized: [workers * cout * per * plane])
-    x.withData { xp in weight.withData { wp in out.withFreshData { op in scratch.withFreshData { sp in withOptionalData(bias) { bp in
-        let (px, pw, po, ps) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op), SendablePointer(sp))
-        let pb = bp.map { SendablePointer($0) }
-        let run: @Sendable (Int) -> Void = { wk in
-            let i0 = wk * per, i1 = min(n, i0 + per)
-            guard i0 < i1 else { return }
-            let count = i1 - i0, cols = count * plane
-            let tmp = ps.pointer + wk * cout * per * plane
-            lgap_conv2d_batch(pw.pointer, packed?.handle, cout, px.pointer + i0 * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
-                              padding.0, padding.1, ho, wo, count, tmp)
-            // [cout, count·plane] → out[i0 + img, co, :]
-            for img in 0..<count {
-                for co in 0..<cout {
-                    let src = tmp + co * cols + img * plane
-                    let dst = po.pointer + ((i0 + img) * cout + co) * plane
-                    if let pb {
-                        let b = pb.pointer[co]
-                        for i in 0..<plane { dst[i] = src[i] + b }
-                    } else {
-                        dst.update(from: src, count: plane)
+    x.withData { xp in
+        weight.withData { wp in
+            out.withFreshData { op in
+                scratch.withFreshData { sp in
+                    withOptionalData(bias) { bp in
+                        let (px, pw, po, ps) = (SendablePointer(xp), SendablePointer(wp), SendablePointer(op), SendablePointer(sp))
+                        let pb = bp.map { SendablePointer($0) }
+                        let run: @Sendable (Int) -> Void = { wk in
+                            let i0 = wk * per, i1 = min(n, i0 + per)
+                            guard i0 < i1 else { return }
+                            let count = i1 - i0, cols = count * plane
+                            let tmp = ps.pointer + wk * cout * per * plane
+                            lgap_conv2d_batch(
+                                pw.pointer, packed?.handle, cout, px.pointer + i0 * cin * h * w, cin, h, w, kh, kw, stride.0, stride.1,
+                                padding.0, padding.1, ho, wo, count, tmp)
+                            // [cout, count·plane] → out[i0 + img, co, :]
+                            for img in 0..<count {
+                                for co in 0..<cout {
+                                    let src = tmp + co * cols + img * plane
+                                    let dst = po.pointer + ((i0 + img) * cout + co) * plane
+                                    if let pb {
+                                        let b = pb.pointer[co]
+                                        for i in 0..<plane { dst[i] = src[i] + b }
+                                    } else {
+                                        dst.update(from: src, count: plane)
+                                    }
+                                }
+                            }
+                        }
+                        if workers <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
                     }
                 }
             }
         }
-        if workers <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
-    } } } } }
+    }
 }
 
 /// Folds inference batch norm into the convolution before it:
 /// w' = w · γ/√(σ²+ε) per output channel, b' = (b − μ) · γ/√(σ²+ε) + β.
 /// weight: [Cout, ...], bias: [Cout]?, the four statistics: [Cout] → (w', b').
-public func foldBatchNorm(weight: Tensor, bias: Tensor?, gamma: Tensor, beta: Tensor,
-                          runningMean: Tensor, runningVar: Tensor, eps: Float) -> (weight: Tensor, bias: Tensor) {
+public func foldBatchNorm(
+    weight: Tensor, bias: Tensor?, gamma: Tensor, beta: Tensor,
+    runningMean: Tensor, runningVar: Tensor, eps: Float
+) -> (weight: Tensor, bias: Tensor) {
     let cout = weight.shape[0]
     for (name, t) in [("gamma", gamma), ("beta", beta), ("running_mean", runningMean), ("running_var", runningVar)] {
         precondition(t.shape == [cout], "batch norm \(name) \(t.shape), expected [\(cout)]")
@@ -253,14 +294,16 @@ public func foldBatchNorm(weight: Tensor, bias: Tensor?, gamma: Tensor, beta: Te
     let b = Tensor(uninitialized: [cout])
     let g = gamma.scalars, be = beta.scalars, mu = runningMean.scalars, v = runningVar.scalars
     let b0 = bias?.scalars ?? [Float](repeating: 0, count: cout)
-    w.withMutableData { wp in b.withFreshData { bp in
-        for c in 0..<cout {
-            // Double precision for the scale keeps the folded weights within float rounding of PyTorch's
-            // unfolded conv → BN.
-            let scale = Double(g[c]) / (Double(v[c]) + Double(eps)).squareRoot()
-            for i in 0..<per { wp[c * per + i] = Float(Double(wp[c * per + i]) * scale) }
-            bp[c] = Float((Double(b0[c]) - Double(mu[c])) * scale + Double(be[c]))
+    w.withMutableData { wp in
+        b.withFreshData { bp in
+            for c in 0..<cout {
+                // Double precision for the scale keeps the folded weights within float rounding of PyTorch's
+                // unfolded conv → BN.
+                let scale = Double(g[c]) / (Double(v[c]) + Double(eps)).squareRoot()
+                for i in 0..<per { wp[c * per + i] = Float(Double(wp[c * per + i]) * scale) }
+                bp[c] = Float((Double(b0[c]) - Double(mu[c])) * scale + Double(be[c]))
+            }
         }
-    } }
+    }
     return (w, b)
 }

@@ -43,42 +43,46 @@ func binary(_ a: Tensor, _ b: Tensor, _ op: BinaryOp) -> Tensor {
         preconditionFailure("shapes \(a.shape) and \(b.shape) do not broadcast")
     }
     let out = Tensor(uninitialized: shape)
-    a.withData { ap in b.withData { bp in out.withFreshData { op_ in
-        if a.shape == b.shape {
-            switch op {
-            case .add: lgap_add(ap, bp, op_, a.count)
-            case .mul: lgap_mul(ap, bp, op_, a.count)
-            default: for i in 0..<a.count { op_[i] = apply(op, ap[i], bp[i]) }
+    a.withData { ap in
+        b.withData { bp in
+            out.withFreshData { op_ in
+                if a.shape == b.shape {
+                    switch op {
+                    case .add: lgap_add(ap, bp, op_, a.count)
+                    case .mul: lgap_mul(ap, bp, op_, a.count)
+                    default: for i in 0..<a.count { op_[i] = apply(op, ap[i], bp[i]) }
+                    }
+                    return
+                }
+                // Walk the output in runs along the last dimension; each run reads a and b with a fixed stride.
+                let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
+                let r = shape.count
+                let inner = shape[r - 1]
+                let ia = sa[r - 1], ib = sb[r - 1]
+                let runs = out.count / max(inner, 1)
+                var index = [Int](repeating: 0, count: r)
+                var offA = 0, offB = 0
+                for run in 0..<runs {
+                    let dst = op_ + run * inner
+                    if ia == 1 && ib == 1 {
+                        for j in 0..<inner { dst[j] = apply(op, ap[offA + j], bp[offB + j]) }
+                    } else {
+                        for j in 0..<inner { dst[j] = apply(op, ap[offA + j * ia], bp[offB + j * ib]) }
+                    }
+                    // Advance the multi-index over the leading dimensions.
+                    var d = r - 2
+                    while d >= 0 {
+                        index[d] += 1
+                        offA += sa[d]; offB += sb[d]
+                        if index[d] < shape[d] { break }
+                        offA -= sa[d] * shape[d]; offB -= sb[d] * shape[d]
+                        index[d] = 0
+                        d -= 1
+                    }
+                }
             }
-            return
         }
-        // Walk the output in runs along the last dimension; each run reads a and b with a fixed stride.
-        let sa = broadcastStrides(a.shape, to: shape), sb = broadcastStrides(b.shape, to: shape)
-        let r = shape.count
-        let inner = shape[r - 1]
-        let ia = sa[r - 1], ib = sb[r - 1]
-        let runs = out.count / max(inner, 1)
-        var index = [Int](repeating: 0, count: r)
-        var offA = 0, offB = 0
-        for run in 0..<runs {
-            let dst = op_ + run * inner
-            if ia == 1 && ib == 1 {
-                for j in 0..<inner { dst[j] = apply(op, ap[offA + j], bp[offB + j]) }
-            } else {
-                for j in 0..<inner { dst[j] = apply(op, ap[offA + j * ia], bp[offB + j * ib]) }
-            }
-            // Advance the multi-index over the leading dimensions.
-            var d = r - 2
-            while d >= 0 {
-                index[d] += 1
-                offA += sa[d]; offB += sb[d]
-                if index[d] < shape[d] { break }
-                offA -= sa[d] * shape[d]; offB -= sb[d] * shape[d]
-                index[d] = 0
-                d -= 1
-            }
-        }
-    } } }
+    }
     return out
 }
 
@@ -90,9 +94,11 @@ public func / (a: Tensor, b: Tensor) -> Tensor { binary(a, b, .div) }
 /// out = a · x + b elementwise (scale and shift by scalars).
 public func affine(_ x: Tensor, scale a: Float, shift b: Float = 0) -> Tensor {
     let out = Tensor(uninitialized: x.shape)
-    x.withData { xp in out.withFreshData { op in
-        for i in 0..<x.count { op[i] = a * xp[i] + b }
-    } }
+    x.withData { xp in
+        out.withFreshData { op in
+            for i in 0..<x.count { op[i] = a * xp[i] + b }
+        }
+    }
     return out
 }
 
@@ -110,8 +116,10 @@ public func addInPlace(_ a: inout Tensor, _ b: Tensor) {
 /// Clamps every element to [lo, hi].
 public func clamp(_ x: Tensor, _ lo: Float, _ hi: Float) -> Tensor {
     let out = Tensor(uninitialized: x.shape)
-    x.withData { xp in out.withFreshData { op in
-        for i in 0..<x.count { op[i] = Swift.min(Swift.max(xp[i], lo), hi) }
-    } }
+    x.withData { xp in
+        out.withFreshData { op in
+            for i in 0..<x.count { op[i] = Swift.min(Swift.max(xp[i], lo), hi) }
+        }
+    }
     return out
 }

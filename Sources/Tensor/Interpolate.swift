@@ -53,23 +53,25 @@ public func interpolate(_ x: Tensor, height outH: Int, width outW: Int, mode: In
         }
     }
     let rows = taps(outH, h, sy), cols = taps(outW, w, sx)
-    x.withData { xp in out.withFreshData { op in
-        for p in 0..<planes {
-            let src = xp + p * h * w, dst = op + p * outH * outW
-            for oy in 0..<outH {
-                let r = rows[oy]
-                for ox in 0..<outW {
-                    let c = cols[ox]
-                    var acc = 0.0
-                    for (iy, wy) in zip(r.idx, r.wts) {
-                        var rowAcc = 0.0
-                        for (ix, wx) in zip(c.idx, c.wts) { rowAcc += Double(src[iy * w + ix]) * wx }
-                        acc += rowAcc * wy
+    x.withData { xp in
+        out.withFreshData { op in
+            for p in 0..<planes {
+                let src = xp + p * h * w, dst = op + p * outH * outW
+                for oy in 0..<outH {
+                    let r = rows[oy]
+                    for ox in 0..<outW {
+                        let c = cols[ox]
+                        var acc = 0.0
+                        for (iy, wy) in zip(r.idx, r.wts) {
+                            var rowAcc = 0.0
+                            for (ix, wx) in zip(c.idx, c.wts) { rowAcc += Double(src[iy * w + ix]) * wx }
+                            acc += rowAcc * wy
+                        }
+                        dst[oy * outW + ox] = Float(acc)
                     }
-                    dst[oy * outW + ox] = Float(acc)
                 }
             }
         }
-    } }
+    }
     return out
 }

@@ -9,9 +9,13 @@ public func matmul(_ a: Tensor, _ b: Tensor) -> Tensor {
     precondition(b.shape[0] == k, "matmul inner dimensions differ: \(a.shape) × \(b.shape)")
     let m = a.count / max(k, 1)
     let out = Tensor(uninitialized: Array(a.shape.dropLast()) + [n])
-    a.withData { ap in b.withData { bp in out.withFreshData { cp in
-        BLAS.sgemm(m: m, n: n, k: k, a: ap, lda: k, b: bp, ldb: n, c: cp, ldc: n)
-    } } }
+    a.withData { ap in
+        b.withData { bp in
+            out.withFreshData { cp in
+                BLAS.sgemm(m: m, n: n, k: k, a: ap, lda: k, b: bp, ldb: n, c: cp, ldc: n)
+            }
+        }
+    }
     return out
 }
 
@@ -24,21 +28,25 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, packed: Pac
     if let bias { precondition(bias.shape == [outF], "linear bias \(bias.shape), expected [\(outF)]") }
     let m = x.count / max(inF, 1)
     let out = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
-    x.withData { xp in weight.withData { wp in out.withFreshData { cp in
-        var beta: Float = 0
-        if let bias {
-            // Start C from the bias so the GEMM adds into it (beta = 1): one pass over C fewer.
-            bias.withData { bp in
-                for r in 0..<m { (cp + r * outF).update(from: bp, count: outF) }
+    x.withData { xp in
+        weight.withData { wp in
+            out.withFreshData { cp in
+                var beta: Float = 0
+                if let bias {
+                    // Start C from the bias so the GEMM adds into it (beta = 1): one pass over C fewer.
+                    bias.withData { bp in
+                        for r in 0..<m { (cp + r * outF).update(from: bp, count: outF) }
+                    }
+                    beta = 1
+                }
+                if let packed, BLAS.backend == .engine {
+                    packedLinear(xp, m: m, k: inF, n: outF, packed: packed, beta: beta, c: cp)
+                } else {
+                    BLAS.sgemm(transB: true, m: m, n: outF, k: inF, a: xp, lda: inF, b: wp, ldb: inF, beta: beta, c: cp, ldc: outF)
+                }
             }
-            beta = 1
         }
-        if let packed, BLAS.backend == .engine {
-            packedLinear(xp, m: m, k: inF, n: outF, packed: packed, beta: beta, c: cp)
-        } else {
-            BLAS.sgemm(transB: true, m: m, n: outF, k: inF, a: xp, lda: inF, b: wp, ldb: inF, beta: beta, c: cp, ldc: outF)
-        }
-    } } }
+    }
     return out
 }
 
@@ -54,8 +62,9 @@ func packedLinear(_ x: UnsafePointer<Float>, m: Int, k: Int, n: Int, packed: Pac
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let r0 = w * block, r1 = min(m, r0 + block)
             guard r0 < r1 else { return }
-            lgap_sgemm_packed(nil, 0, px.pointer + r0 * k, k, packed.handle, 1, nil, 0, 0, r1 - r0, 0, n, k, 1, beta,
-                              pc.pointer + r0 * n, n)
+            lgap_sgemm_packed(
+                nil, 0, px.pointer + r0 * k, k, packed.handle, 1, nil, 0, 0, r1 - r0, 0, n, k, 1, beta,
+                pc.pointer + r0 * n, n)
         }
     } else {
         let nr = PackedWeights.tile.nr
@@ -75,11 +84,16 @@ public func bmm(_ a: Tensor, _ b: Tensor, transposeB: Bool = false, alpha: Float
     let n = transposeB ? b.shape[1] : b.shape[2]
     precondition((transposeB ? b.shape[2] : b.shape[1]) == k, "bmm inner dimensions differ: \(a.shape) × \(b.shape)")
     let out = Tensor(uninitialized: [batch, m, n])
-    a.withData { ap in b.withData { bp in out.withFreshData { cp in
-        for i in 0..<batch {
-            BLAS.sgemm(transB: transposeB, m: m, n: n, k: k, alpha: alpha, a: ap + i * m * k, lda: k,
-                       b: bp + i * k * n, ldb: transposeB ? k : n, c: cp + i * m * n, ldc: n)
+    a.withData { ap in
+        b.withData { bp in
+            out.withFreshData { cp in
+                for i in 0..<batch {
+                    BLAS.sgemm(
+                        transB: transposeB, m: m, n: n, k: k, alpha: alpha, a: ap + i * m * k, lda: k,
+                        b: bp + i * k * n, ldb: transposeB ? k : n, c: cp + i * m * n, ldc: n)
+                }
+            }
         }
-    } } }
+    }
     return out
 }

@@ -10,22 +10,27 @@ public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, 
     if let bias { precondition(bias.shape == [c], "groupNorm bias \(bias.shape), expected [\(c)]") }
     let inner = x.count / max(n * c, 1)
     let out = Tensor(uninitialized: x.shape)
-    x.withData { xp in out.withFreshData { op in
-        withOptionalData(weight) { wp in withOptionalData(bias) { bp in
-            let src = SendablePointer(xp), dst = SendablePointer(op)
-            let wS = wp.map { SendablePointer($0) }, bS = bp.map { SendablePointer($0) }
-            parallelRanges(n * groups, grain: max(1, 32768 / max(1, inner * c / groups))) { range in
-                for job in range {
-                    let s = job / groups, g = job % groups
-                    let per = c / groups
-                    let offset = (s * c + g * per) * inner
-                    lgap_groupnorm(src.pointer + offset, dst.pointer + offset, per, inner, 1,
-                                   wS.map { UnsafePointer($0.pointer + g * per) },
-                                   bS.map { UnsafePointer($0.pointer + g * per) }, eps)
+    x.withData { xp in
+        out.withFreshData { op in
+            withOptionalData(weight) { wp in
+                withOptionalData(bias) { bp in
+                    let src = SendablePointer(xp), dst = SendablePointer(op)
+                    let wS = wp.map { SendablePointer($0) }, bS = bp.map { SendablePointer($0) }
+                    parallelRanges(n * groups, grain: max(1, 32768 / max(1, inner * c / groups))) { range in
+                        for job in range {
+                            let s = job / groups, g = job % groups
+                            let per = c / groups
+                            let offset = (s * c + g * per) * inner
+                            lgap_groupnorm(
+                                src.pointer + offset, dst.pointer + offset, per, inner, 1,
+                                wS.map { UnsafePointer($0.pointer + g * per) },
+                                bS.map { UnsafePointer($0.pointer + g * per) }, eps)
+                        }
+                    }
                 }
             }
-        } }
-    } }
+        }
+    }
     return out
 }
 
@@ -36,16 +41,21 @@ public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -
     if let bias { precondition(bias.shape == [c], "layerNorm bias \(bias.shape), expected [\(c)]") }
     let rows = x.count / max(c, 1)
     let out = Tensor(uninitialized: x.shape)
-    x.withData { xp in out.withFreshData { op in
-        withOptionalData(weight) { wp in withOptionalData(bias) { bp in
-            let src = SendablePointer(xp), dst = SendablePointer(op)
-            let wS = wp.map { SendablePointer($0) }, bS = bp.map { SendablePointer($0) }
-            parallelRanges(rows, grain: max(1, 65536 / max(c, 1))) { r in
-                lgap_layernorm_rows(src.pointer + r.lowerBound * c, dst.pointer + r.lowerBound * c, r.count, c,
-                                    wS.map { UnsafePointer($0.pointer) }, bS.map { UnsafePointer($0.pointer) }, eps)
+    x.withData { xp in
+        out.withFreshData { op in
+            withOptionalData(weight) { wp in
+                withOptionalData(bias) { bp in
+                    let src = SendablePointer(xp), dst = SendablePointer(op)
+                    let wS = wp.map { SendablePointer($0) }, bS = bp.map { SendablePointer($0) }
+                    parallelRanges(rows, grain: max(1, 65536 / max(c, 1))) { r in
+                        lgap_layernorm_rows(
+                            src.pointer + r.lowerBound * c, dst.pointer + r.lowerBound * c, r.count, c,
+                            wS.map { UnsafePointer($0.pointer) }, bS.map { UnsafePointer($0.pointer) }, eps)
+                    }
+                }
             }
-        } }
-    } }
+        }
+    }
     return out
 }
 
@@ -55,16 +65,18 @@ public func batchNorm(_ x: Tensor, runningMean: Tensor, runningVar: Tensor, weig
     let n = x.shape[0], c = x.shape[1], inner = x.count / max(x.shape[0] * x.shape[1], 1)
     let mu = runningMean.scalars, v = runningVar.scalars, g = weight.scalars, b = bias.scalars
     let out = Tensor(uninitialized: x.shape)
-    x.withData { xp in out.withFreshData { op in
-        for s in 0..<n {
-            for ch in 0..<c {
-                let scale = g[ch] / (v[ch] + eps).squareRoot()
-                let shift = b[ch] - mu[ch] * scale
-                let base = (s * c + ch) * inner
-                for i in 0..<inner { op[base + i] = xp[base + i] * scale + shift }
+    x.withData { xp in
+        out.withFreshData { op in
+            for s in 0..<n {
+                for ch in 0..<c {
+                    let scale = g[ch] / (v[ch] + eps).squareRoot()
+                    let shift = b[ch] - mu[ch] * scale
+                    let base = (s * c + ch) * inner
+                    for i in 0..<inner { op[base + i] = xp[base + i] * scale + shift }
+                }
             }
         }
-    } }
+    }
     return out
 }
 
@@ -81,18 +93,20 @@ public func channelAffine(_ x: Tensor, scale: Tensor, shift: Tensor, relu: Bool 
     precondition(scale.shape == [c] && shift.shape == [c], "channelAffine: scale \(scale.shape)/shift \(shift.shape) for \(c) channels")
     let out = Tensor(uninitialized: x.shape)
     let sc = scale.scalars, sh = shift.scalars
-    x.withData { xp in out.withFreshData { op in
-        for s in 0..<n {
-            for ch in 0..<c {
-                let base = (s * c + ch) * inner
-                let a = sc[ch], b = sh[ch]
-                if relu {
-                    for i in 0..<inner { op[base + i] = Swift.max(xp[base + i] * a + b, 0) }
-                } else {
-                    for i in 0..<inner { op[base + i] = xp[base + i] * a + b }
+    x.withData { xp in
+        out.withFreshData { op in
+            for s in 0..<n {
+                for ch in 0..<c {
+                    let base = (s * c + ch) * inner
+                    let a = sc[ch], b = sh[ch]
+                    if relu {
+                        for i in 0..<inner { op[base + i] = Swift.max(xp[base + i] * a + b, 0) }
+                    } else {
+                        for i in 0..<inner { op[base + i] = xp[base + i] * a + b }
+                    }
                 }
             }
         }
-    } }
+    }
     return out
 }

@@ -112,25 +112,33 @@ public func conv2dDirect(_ x: Tensor, weights dw: DirectConvWeights, bias: Tenso
     let blocks = (dw.cout + blockSize - 1) / blockSize
     let splits = min(blocks, max(1, Engine.threads / max(n, 1) + (Engine.threads % max(n, 1) == 0 ? 0 : 1)))
     let jobs = n * splits
-    x.withData { xp in out.withFreshData { op in padded.withFreshData { pp in weights.withData { wp in withOptionalData(bias) { bp in
-        let (px, po, pad, pwk) = (SendablePointer(xp), SendablePointer(op), SendablePointer(pp), SendablePointer(wp))
-        let pb = bp.map { SendablePointer($0) }
-        parallelRanges(n, grain: 1) { r in
-            for i in r { lgap_direct_conv_pad(px.pointer + i * cin * h * w, cin, h, w, dw.kw, ph, pw, pad.pointer + i * padSize) }
-        }
-        let per = (blocks + splits - 1) / splits
-        let run: @Sendable (Int) -> Void = { job in
-            let img = job / splits, part = job % splits
-            let b0 = part * per, b1 = min(blocks, b0 + per)
-            guard b0 < b1 else { return }
-            let (xi, oi, bi) = (pad.pointer + img * padSize, po.pointer + img * dw.cout * ho * wo, pb.map { UnsafePointer($0.pointer) })
-            if blockSize == 32 {
-                lgap_direct_conv_cv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
-            } else {
-                lgap_direct_conv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
+    x.withData { xp in
+        out.withFreshData { op in
+            padded.withFreshData { pp in
+                weights.withData { wp in
+                    withOptionalData(bias) { bp in
+                        let (px, po, pad, pwk) = (SendablePointer(xp), SendablePointer(op), SendablePointer(pp), SendablePointer(wp))
+                        let pb = bp.map { SendablePointer($0) }
+                        parallelRanges(n, grain: 1) { r in
+                            for i in r { lgap_direct_conv_pad(px.pointer + i * cin * h * w, cin, h, w, dw.kw, ph, pw, pad.pointer + i * padSize) }
+                        }
+                        let per = (blocks + splits - 1) / splits
+                        let run: @Sendable (Int) -> Void = { job in
+                            let img = job / splits, part = job % splits
+                            let b0 = part * per, b1 = min(blocks, b0 + per)
+                            guard b0 < b1 else { return }
+                            let (xi, oi, bi) = (pad.pointer + img * padSize, po.pointer + img * dw.cout * ho * wo, pb.map { UnsafePointer($0.pointer) })
+                            if blockSize == 32 {
+                                lgap_direct_conv_cv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
+                            } else {
+                                lgap_direct_conv(xi, pwk.pointer, bi, dw.cout, cin, h, w, dw.kh, dw.kw, ph, pw, b0, b1, oi)
+                            }
+                        }
+                        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
+                    }
+                }
             }
         }
-        parallelRanges(jobs, grain: 1) { r in for j in r { run(j) } }
-    } } } } }
+    }
     return out
 }

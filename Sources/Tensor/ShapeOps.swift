@@ -34,18 +34,21 @@ public func concat(_ tensors: [Tensor], axis: Int) -> Tensor {
 /// Elements [start, start+length) along `axis`.
 public func narrow(_ x: Tensor, axis: Int, start: Int, length: Int) -> Tensor {
     let ax = x.normalizedAxis(axis)
-    precondition(start >= 0 && length >= 0 && start + length <= x.shape[ax],
-                 "narrow [\(start), \(start + length)) out of range for axis \(ax) of \(x.shape)")
+    precondition(
+        start >= 0 && length >= 0 && start + length <= x.shape[ax],
+        "narrow [\(start), \(start + length)) out of range for axis \(ax) of \(x.shape)")
     var shape = x.shape
     shape[ax] = length
     let outer = x.shape[..<ax].reduce(1, *)
     let inner = x.shape[(ax + 1)...].reduce(1, *)
     let out = Tensor(uninitialized: shape)
-    x.withData { xp in out.withFreshData { op in
-        for o in 0..<outer {
-            (op + o * length * inner).update(from: xp + (o * x.shape[ax] + start) * inner, count: length * inner)
+    x.withData { xp in
+        out.withFreshData { op in
+            for o in 0..<outer {
+                (op + o * length * inner).update(from: xp + (o * x.shape[ax] + start) * inner, count: length * inner)
+            }
         }
-    } }
+    }
     return out
 }
 
@@ -77,29 +80,31 @@ public func permute(_ x: Tensor, _ dims: [Int]) -> Tensor {
     let out = Tensor(uninitialized: shape)
     let r = shape.count
     if r == 0 { return x.copy() }
-    x.withData { xp in out.withFreshData { op in
-        let inner = shape[r - 1], innerStride = strides[r - 1]
-        let runs = out.count / max(inner, 1)
-        var index = [Int](repeating: 0, count: r)
-        var src = 0
-        for run in 0..<runs {
-            let dst = op + run * inner
-            if innerStride == 1 {
-                dst.update(from: xp + src, count: inner)
-            } else {
-                for j in 0..<inner { dst[j] = xp[src + j * innerStride] }
-            }
-            var d = r - 2
-            while d >= 0 {
-                index[d] += 1
-                src += strides[d]
-                if index[d] < shape[d] { break }
-                src -= strides[d] * shape[d]
-                index[d] = 0
-                d -= 1
+    x.withData { xp in
+        out.withFreshData { op in
+            let inner = shape[r - 1], innerStride = strides[r - 1]
+            let runs = out.count / max(inner, 1)
+            var index = [Int](repeating: 0, count: r)
+            var src = 0
+            for run in 0..<runs {
+                let dst = op + run * inner
+                if innerStride == 1 {
+                    dst.update(from: xp + src, count: inner)
+                } else {
+                    for j in 0..<inner { dst[j] = xp[src + j * innerStride] }
+                }
+                var d = r - 2
+                while d >= 0 {
+                    index[d] += 1
+                    src += strides[d]
+                    if index[d] < shape[d] { break }
+                    src -= strides[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+                }
             }
         }
-    } }
+    }
     return out
 }
 

@@ -99,8 +99,9 @@ public struct Tensor: @unchecked Sendable {
     }
 
     public init(shape: [Int], data: [Float]) {
-        precondition(Tensor.elementCount(shape) == data.count,
-                     "shape \(shape) holds \(Tensor.elementCount(shape)) elements, got \(data.count)")
+        precondition(
+            Tensor.elementCount(shape) == data.count,
+            "shape \(shape) holds \(Tensor.elementCount(shape)) elements, got \(data.count)")
         self.init(uninitialized: shape)
         data.withUnsafeBufferPointer { src in
             if let s = src.baseAddress { storage.base.update(from: s, count: data.count) }
@@ -114,8 +115,9 @@ public struct Tensor: @unchecked Sendable {
     }
 
     init(shape: [Int], storage: TensorStorage) {
-        precondition(Tensor.elementCount(shape) == storage.count,
-                     "shape \(shape) does not match \(storage.count) stored elements")
+        precondition(
+            Tensor.elementCount(shape) == storage.count,
+            "shape \(shape) does not match \(storage.count) stored elements")
         self.shape = shape
         self.storage = storage
     }

@@ -20,13 +20,16 @@ public final class WinogradWeights: @unchecked Sendable {
         matrices = (0..<16).map { _ in PackedWeights(emptyA: co, cols: ci) }
         let targets: [UnsafeMutablePointer<Float>?] = matrices.map { $0.handle.pointee.data }
         let mr = PackedWeights.tile.mr, groups = (co + mr - 1) / mr
-        w.withData { src in targets.withUnsafeBufferPointer { t in
-            let (ps, pt) = (SendablePointer(src), SendablePointer(UnsafeMutablePointer(mutating: t.baseAddress!)))
-            parallelRanges(groups, grain: max(1, 65536 / max(mr * ci, 1))) { r in
-                lgap_winograd_weights_packed(ps.pointer, co, ci, r.lowerBound * mr, min(co, r.upperBound * mr),
-                                             UnsafePointer(pt.pointer))
+        w.withData { src in
+            targets.withUnsafeBufferPointer { t in
+                let (ps, pt) = (SendablePointer(src), SendablePointer(UnsafeMutablePointer(mutating: t.baseAddress!)))
+                parallelRanges(groups, grain: max(1, 65536 / max(mr * ci, 1))) { r in
+                    lgap_winograd_weights_packed(
+                        ps.pointer, co, ci, r.lowerBound * mr, min(co, r.upperBound * mr),
+                        UnsafePointer(pt.pointer))
+                }
             }
-        } }
+        }
         handles = matrices.map { UnsafePointer($0.handle) }
     }
 }
@@ -66,23 +69,30 @@ public func conv2dWinograd(_ x: Tensor, weights ww: WinogradWeights, bias: Tenso
     let channelsPer = byChannel ? (cout + workers * mr - 1) / (workers * mr) * mr : cout
     let scratchSize = lgap_winograd_scratch_size(cin, cout, wo, rowsPerBlock)
     let scratch = Tensor(uninitialized: [workers * scratchSize])
-    x.withData { xp in out.withFreshData { op in scratch.withFreshData { sp in withOptionalData(bias) { bp in
-        let (px, po, ps) = (SendablePointer(xp), SendablePointer(op), SendablePointer(sp))
-        let pb = bp.map { SendablePointer($0) }
-        let per = byChannel ? blocks : (blocks + workers - 1) / workers
-        let run: @Sendable (Int) -> Void = { wk in
-            let ko0 = byChannel ? min(cout, wk * channelsPer) : 0, ko1 = byChannel ? min(cout, ko0 + channelsPer) : cout
-            let first = byChannel ? 0 : wk * per
-            guard ko1 > ko0 else { return }
-            ww.handles.withUnsafeBufferPointer { u in
-                for block in first..<min(blocks, first + per) {
-                    let row0 = block * rowsPerBlock, rows = min(rowsPerBlock, tileRows - row0)
-                    lgap_winograd_conv(u.baseAddress, cout, px.pointer, cin, h, w, padding, ho, wo, pb.map { UnsafePointer($0.pointer) },
-                                       row0, rows, ko0, ko1, ps.pointer + wk * scratchSize, po.pointer)
+    x.withData { xp in
+        out.withFreshData { op in
+            scratch.withFreshData { sp in
+                withOptionalData(bias) { bp in
+                    let (px, po, ps) = (SendablePointer(xp), SendablePointer(op), SendablePointer(sp))
+                    let pb = bp.map { SendablePointer($0) }
+                    let per = byChannel ? blocks : (blocks + workers - 1) / workers
+                    let run: @Sendable (Int) -> Void = { wk in
+                        let ko0 = byChannel ? min(cout, wk * channelsPer) : 0, ko1 = byChannel ? min(cout, ko0 + channelsPer) : cout
+                        let first = byChannel ? 0 : wk * per
+                        guard ko1 > ko0 else { return }
+                        ww.handles.withUnsafeBufferPointer { u in
+                            for block in first..<min(blocks, first + per) {
+                                let row0 = block * rowsPerBlock, rows = min(rowsPerBlock, tileRows - row0)
+                                lgap_winograd_conv(
+                                    u.baseAddress, cout, px.pointer, cin, h, w, padding, ho, wo, pb.map { UnsafePointer($0.pointer) },
+                                    row0, rows, ko0, ko1, ps.pointer + wk * scratchSize, po.pointer)
+                            }
+                        }
+                    }
+                    if workers <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
                 }
             }
         }
-        if workers <= 1 { run(0) } else { DispatchQueue.concurrentPerform(iterations: workers, execute: run) }
-    } } } }
+    }
     return out
 }

@@ -26,8 +26,9 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
 
     var builds = [("this build", bin)]
     if let baseline { builds.append(("baseline \(baseline)", baseline)) }
-    print("# lgap-bench daemon — \(count) CIFAR-10 images, classifier-only pack, batch \(batch), \(threads) thread(s), "
-          + "OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>")")
+    print(
+        "# lgap-bench daemon — \(count) CIFAR-10 images, classifier-only pack, batch \(batch), \(threads) thread(s), "
+            + "OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>")")
     print("| build | path | seconds | images/s |")
     print("|---|---|---:|---:|")
     var rates: [String: [Double]] = [:]
@@ -35,12 +36,16 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
     for round in 0..<(baseline == nil ? 1 : 2) {
         for (name, dir) in builds {
             let classify = try timeClassify(lgapctl: dir + "/lgapctl", pack: work + "/pack", list: listDir, batch: batch)
-            let served = try timeDaemon(lgapd: dir + "/lgapd", pack: work + "/pack", work: work + "/run-\(round)-\(name.count)", blobs: blobs,
-                                        threads: threads, batch: batch, legacy: dir != bin)
+            let served = try timeDaemon(
+                lgapd: dir + "/lgapd", pack: work + "/pack", work: work + "/run-\(round)-\(name.count)", blobs: blobs,
+                threads: threads, batch: batch, legacy: dir != bin)
             rates[name, default: []].append(Double(count) / served)
-            print(String(format: "| %@ | lgapctl classify (process start, decode, classify, JSON out) | %.2f | %.1f |", name, classify, Double(count) / classify))
-            print(String(format: "| %@ | lgapd: producer → PULL → store → decode → classify → store → XPUB → consumer | %.2f | %.1f |",
-                         name, served, Double(count) / served))
+            print(
+                String(format: "| %@ | lgapctl classify (process start, decode, classify, JSON out) | %.2f | %.1f |", name, classify, Double(count) / classify))
+            print(
+                String(
+                    format: "| %@ | lgapd: producer → PULL → store → decode → classify → store → XPUB → consumer | %.2f | %.1f |",
+                    name, served, Double(count) / served))
             print(String(format: "| %@ | per-job time outside the model | %.3f ms | |", name, 1000 * (served - classify) / Double(count)))
         }
     }
@@ -65,9 +70,11 @@ private func timeClassify(lgapctl: String, pack: String, list: String, batch: In
 /// `legacy`: a build from before [ingest] max_backlog existed (the baseline) gets a config without it.
 private func timeDaemon(lgapd: String, pack: String, work: String, blobs: [[UInt8]], threads: Int, batch: Int, legacy: Bool) throws -> Double {
     var options = DaemonProcess.Options(mode: "pull", pack: pack)
-    options.sections = ["daemon": ["log_level": "\"warning\"", "threads": "\(threads)"],
-                        "pipeline": ["queue_capacity": "\(max(16, 2 * batch))", "max_batch": "\(batch)", "max_wait_ms": "2"],
-                        "store": ["keep_purified": "false"]]
+    options.sections = [
+        "daemon": ["log_level": "\"warning\"", "threads": "\(threads)"],
+        "pipeline": ["queue_capacity": "\(max(16, 2 * batch))", "max_batch": "\(batch)", "max_wait_ms": "2"],
+        "store": ["keep_purified": "false"]
+    ]
     if !legacy { options.sections["ingest"] = ["max_backlog": "\(max(64, 4 * batch))"] } else { options.sections["daemon"]?["node"] = "" }
     let daemon = try DaemonProcess(directory: work, options: options, executable: lgapd)
     try daemon.start()
@@ -94,8 +101,11 @@ private func timeDaemon(lgapd: String, pack: String, work: String, blobs: [[UInt
     while got < blobs.count, Date().timeIntervalSince(start) < 600 {
         // Match on the parsed id: the result's keys are sorted, so "id" is not near the front.
         if let m = try sub.receive(timeoutMs: 1000), m.frames.count == 2,
-           let obj = try? JSONSerialization.jsonObject(with: Data(m.frames[1])) as? [String: Any],
-           (obj["id"] as? String)?.hasPrefix("bench-") == true { got += 1 }
+            let obj = try? JSONSerialization.jsonObject(with: Data(m.frames[1])) as? [String: Any],
+            (obj["id"] as? String)?.hasPrefix("bench-") == true
+        {
+            got += 1
+        }
     }
     let seconds = Date().timeIntervalSince(start)
     _ = daemon.terminate(timeout: 60)

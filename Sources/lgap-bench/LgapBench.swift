@@ -10,7 +10,7 @@ struct LgapBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgap-bench",
         abstract: "Benchmarks: ops, models and the pipeline against PyTorch; the daemon's own overhead.",
-        subcommands: [Ops.self, ModelsSuite.self, Daemon.self, PipelineRun.self, ModelCase.self])
+        subcommands: [Ops.self, ModelsSuite.self, Daemon.self, Fleet.self, PipelineRun.self, ModelCase.self])
 }
 
 /// Options every benchmark shares.
@@ -60,6 +60,28 @@ struct Daemon: ParsableCommand {
     }
 }
 
+struct Fleet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "One node on SQLite against 1…N nodes on one PostgreSQL database: the store's cost and how jobs spread.")
+    @OptionGroup var bench: BenchOptions
+    @Option(help: "A PostgreSQL server URL allowed to create databases (one fresh database per run); default $LGAP_TEST_POSTGRES.")
+    var server: String?
+    @Option(help: "Images.") var images = 3000
+    @Option(help: "Node counts on PostgreSQL, comma-separated.") var nodes = "1,2,3"
+    @Flag(help: "The default pack (caption, purify, classify) instead of its classifier alone.") var fullPack = false
+    @Option(help: "Writer counts for the store ceiling (no models), comma-separated; empty: skip it.") var storeWriters = "1,2,4,8"
+    @Option(help: "Seconds per store-ceiling run.") var storeSeconds = 10.0
+    func run() throws {
+        guard let admin = server ?? ProcessInfo.processInfo.environment["LGAP_TEST_POSTGRES"] else {
+            throw BenchError.reference("name a PostgreSQL server: --server postgres://… or $LGAP_TEST_POSTGRES (scripts/test-postgres.sh start)")
+        }
+        let counts = nodes.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
+        try runFleetBench(images: images, nodeCounts: counts, threads: bench.threads, admin: admin, fullPack: fullPack)
+        let writers = storeWriters.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }.filter { $0 > 0 }
+        if !writers.isEmpty { try runStoreCeiling(admin: admin, writers: writers, seconds: storeSeconds, batch: 32) }
+    }
+}
+
 struct PipelineRun: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pipeline", abstract: "The offline pipeline against tools/bench/torch_pipeline.py.")
     @OptionGroup var bench: BenchOptions
@@ -74,8 +96,9 @@ struct PipelineRun: ParsableCommand {
 }
 
 struct ModelCase: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "model-case", abstract: "One model case in this process (the models suite runs it).",
-                                                    shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "model-case", abstract: "One model case in this process (the models suite runs it).",
+        shouldDisplay: false)
     @Argument var name: String
     @Option var cache = ""
     @Option var `repeat` = 10

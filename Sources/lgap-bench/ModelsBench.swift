@@ -10,7 +10,7 @@ import Tensor
 let modelSuites: [String: [String]] = [
     "classifier": ["resnet56-b1", "resnet56-b64", "wrn28-10-b1", "wrn28-10-b16", "resnet50-b1", "resnet50-b16"],
     "unet": ["unet-pack-b2", "unet-sd15-b2", "vae-decode-384"],
-    "captioner": ["blip-pack-beam3", "blip-base-beam3"],
+    "captioner": ["blip-pack-beam3", "blip-base-beam3"]
 ]
 
 /// Times one case in this process and returns (median seconds, peak RSS KiB); with `check`, also
@@ -53,7 +53,9 @@ func runModelCase(_ name: String, cache: String, repeats: Int, check: String? = 
         let size = captioner.config.visionConfig.imageSize
         let x = random([1, 3, size, size])
         let options = GenerationOptions(numBeams: 3, maxLength: 20, minLength: 20)
-        run = { _ = try captioner.caption(pixelValues: x, options: options); return nil }
+        run = {
+            _ = try captioner.caption(pixelValues: x, options: options); return nil
+        }
     } else {
         throw BenchError.usage("unknown model case \(name)")
     }
@@ -97,7 +99,9 @@ func runModelsBench(suite: String, threads: Int, repeats: Int, python: String, c
     guard !cases.isEmpty else { throw BenchError.usage("suites: \(modelSuites.keys.sorted().joined(separator: ", ")), all") }
     let script = repoRoot() + "/tools/bench/torch_models.py"
     _ = try? childJSON(python, [script, "prepare", "--cache", cache])  // prints paths, not JSON: ignore the parse
-    print("# lgap-bench models \(suite) — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>"), lgap GEMM \(BLAS.backend.rawValue) (\(BLAS.engineKernel)), median of \(repeats)")
+    print(
+        "# lgap-bench models \(suite) — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>"), lgap GEMM \(BLAS.backend.rawValue) (\(BLAS.engineKernel)), median of \(repeats)"
+    )
     print("| case | lgap s | torch s | lgap/torch speed | lgap peak MiB | torch peak MiB | output max abs diff | max diff / max abs |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
     let checkDir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-bench-check-\(getpid())")
@@ -110,8 +114,12 @@ func runModelsBench(suite: String, threads: Int, repeats: Int, python: String, c
         let check = checkDir.appendingPathComponent(c + ".safetensors").path
         let ours: [String: Any], theirs: [String: Any]
         do {
-            ours = try childJSON(CommandLine.arguments[0], ["model-case", c, "--cache", cache, "--repeat", String(repeats), "--threads", String(threads),
-                                                            "--check", check])
+            ours = try childJSON(
+                CommandLine.arguments[0],
+                [
+                    "model-case", c, "--cache", cache, "--repeat", String(repeats), "--threads", String(threads),
+                    "--check", check
+                ])
             var targs = [script, "time", "--cache", cache, "--case", c, "--threads", String(threads), "--repeat", String(repeats)]
             if FileManager.default.fileExists(atPath: check) { targs += ["--check", check] }
             theirs = try childJSON(python, targs)

@@ -40,13 +40,19 @@ func opCases() -> [OpCase] {
         let xt = randomTensor(x), w = randomTensor([cout, x[1], k, k], scale: 0.05), b = randomTensor([cout])
         let ho = (x[2] + 2 * pad - k) / stride + 1, wo = (x[3] + 2 * pad - k) / stride + 1
         let flops = 2.0 * Double(x[0] * cout * ho * wo * x[1] * k * k)
-        cases.append(OpCase(name: name, op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
-                            flops: flops) { _ = conv2d(xt, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad)) })
+        cases.append(
+            OpCase(
+                name: name, op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
+                flops: flops
+            ) { _ = conv2d(xt, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad)) })
         // The same convolution as the models run it: an NN.Conv2d layer, whose weights are laid out once
         // at load time for the path ConvAlgorithm picks (direct kernel, Winograd or packed GEMM).
         let layer = Conv2d(weight: w, bias: b, stride: stride, padding: pad)
-        cases.append(OpCase(name: name + " (layer)", op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
-                            flops: flops) { _ = layer(xt) })
+        cases.append(
+            OpCase(
+                name: name + " (layer)", op: "conv2d", shapes: ["x": x, "w": [cout, x[1], k, k]], params: ["stride": stride, "padding": pad],
+                flops: flops
+            ) { _ = layer(xt) })
     }
     conv("conv3x3 SD 320ch 48×48 b2", [2, 320, 48, 48], 320, k: 3, pad: 1)
     conv("conv3x3 SD 640ch 24×24 b2", [2, 640, 24, 24], 640, k: 3, pad: 1)
@@ -66,40 +72,50 @@ func opCases() -> [OpCase] {
     conv("conv3x3 pack 128ch 16×16 b8", [8, 128, 16, 16], 128, k: 3, pad: 1)
     func lin(_ name: String, _ m: Int, _ k: Int, _ n: Int) {
         let x = randomTensor([m, k]), w = randomTensor([n, k]), b = randomTensor([n])
-        cases.append(OpCase(name: name, op: "linear", shapes: ["x": [m, k], "w": [n, k]], params: [:], flops: 2.0 * Double(m * k * n)) {
-            _ = linear(x, weight: w, bias: b)
-        })
+        cases.append(
+            OpCase(name: name, op: "linear", shapes: ["x": [m, k], "w": [n, k]], params: [:], flops: 2.0 * Double(m * k * n)) {
+                _ = linear(x, weight: w, bias: b)
+            })
     }
     lin("linear SD GEGLU 4608×320→2560", 4608, 320, 2560)
     lin("linear SD FF out 4608×1280→320", 4608, 1280, 320)
     lin("linear SD to_q 4608×320→320", 4608, 320, 320)
     let a = randomTensor([2048, 2048]), b = randomTensor([2048, 2048])
-    cases.append(OpCase(name: "matmul 2048³", op: "matmul", shapes: ["a": [2048, 2048], "b": [2048, 2048]], params: [:],
-                        flops: 2.0 * 2048 * 2048 * 2048) { _ = matmul(a, b) })
+    cases.append(
+        OpCase(
+            name: "matmul 2048³", op: "matmul", shapes: ["a": [2048, 2048], "b": [2048, 2048]], params: [:],
+            flops: 2.0 * 2048 * 2048 * 2048
+        ) { _ = matmul(a, b) })
     func attn(_ name: String, lq: Int, lk: Int, c: Int, heads: Int) {
         let q = randomTensor([2, lq, c]), k = randomTensor([2, lk, c]), v = randomTensor([2, lk, c])
-        cases.append(OpCase(name: name, op: "attention", shapes: ["q": [2, lq, c], "k": [2, lk, c], "v": [2, lk, c]], params: ["heads": heads],
-                            flops: 4.0 * Double(2 * lq * lk * c)) { _ = attention(q: q, k: k, v: v, heads: heads) })
+        cases.append(
+            OpCase(
+                name: name, op: "attention", shapes: ["q": [2, lq, c], "k": [2, lk, c], "v": [2, lk, c]], params: ["heads": heads],
+                flops: 4.0 * Double(2 * lq * lk * c)
+            ) { _ = attention(q: q, k: k, v: v, heads: heads) })
     }
     attn("attention self 2304 tok, 8×40, b2", lq: 2304, lk: 2304, c: 320, heads: 8)
     attn("attention cross 2304→77 tok, 8×40, b2", lq: 2304, lk: 77, c: 320, heads: 8)
     let gx = randomTensor([2, 320, 48, 48]), gw = randomTensor([320]), gb = randomTensor([320])
-    cases.append(OpCase(name: "groupnorm 2×320×48×48 g32", op: "groupnorm", shapes: ["x": [2, 320, 48, 48]], params: ["groups": 32], flops: 0) {
-        _ = groupNorm(gx, groups: 32, weight: gw, bias: gb, eps: 1e-5)
-    })
+    cases.append(
+        OpCase(name: "groupnorm 2×320×48×48 g32", op: "groupnorm", shapes: ["x": [2, 320, 48, 48]], params: ["groups": 32], flops: 0) {
+            _ = groupNorm(gx, groups: 32, weight: gw, bias: gb, eps: 1e-5)
+        })
     let lx = randomTensor([4608, 320]), lw = randomTensor([320]), lb = randomTensor([320])
-    cases.append(OpCase(name: "layernorm 4608×320", op: "layernorm", shapes: ["x": [4608, 320]], params: [:], flops: 0) {
-        _ = layerNorm(lx, weight: lw, bias: lb, eps: 1e-5)
-    })
+    cases.append(
+        OpCase(name: "layernorm 4608×320", op: "layernorm", shapes: ["x": [4608, 320]], params: [:], flops: 0) {
+            _ = layerNorm(lx, weight: lw, bias: lb, eps: 1e-5)
+        })
     let ex = randomTensor([4608, 1280], scale: 3)
     cases.append(OpCase(name: "gelu 4608×1280", op: "gelu", shapes: ["x": [4608, 1280]], params: [:], flops: 0) { _ = gelu(ex) })
     cases.append(OpCase(name: "silu 2×320×48×48", op: "silu", shapes: ["x": [2, 320, 48, 48]], params: [:], flops: 0) { _ = silu(gx) })
     let sx = randomTensor([16 * 2304, 77], scale: 4)
     cases.append(OpCase(name: "softmax 36864×77", op: "softmax", shapes: ["x": [16 * 2304, 77]], params: [:], flops: 0) { _ = softmax(sx) })
     let ux = randomTensor([2, 640, 24, 24])
-    cases.append(OpCase(name: "upsample2x 2×640×24×24", op: "upsample2x", shapes: ["x": [2, 640, 24, 24]], params: [:], flops: 0) {
-        _ = upsampleNearest2x(ux)
-    })
+    cases.append(
+        OpCase(name: "upsample2x 2×640×24×24", op: "upsample2x", shapes: ["x": [2, 640, 24, 24]], params: [:], flops: 0) {
+            _ = upsampleNearest2x(ux)
+        })
     return cases
 }
 
@@ -124,7 +140,9 @@ func median(repeats: Int, _ body: () -> Void) -> Double {
 
 func runOpsBench(threads: Int, repeats: Int, python: String, filter: String?) throws {
     let cases = opCases().filter { filter == nil || $0.name.contains(filter!) }
-    print("# lgap-bench ops — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>") (OpenBLAS kernel \(BLAS.coreName)); lgap GEMM backend \(BLAS.backend.rawValue) (\(BLAS.backend == .engine ? BLAS.engineKernel : BLAS.coreName))")
+    print(
+        "# lgap-bench ops — \(threads) thread(s), OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "<unset>") (OpenBLAS kernel \(BLAS.coreName)); lgap GEMM backend \(BLAS.backend.rawValue) (\(BLAS.backend == .engine ? BLAS.engineKernel : BLAS.coreName))"
+    )
     var ours: [String: Double] = [:]
     for c in cases { ours[c.name] = median(repeats: repeats, c.run) }
     let theirs = try runTorch(script: "tools/bench/torch_ops.py", input: cases.map(\.json), threads: threads, repeats: repeats, python: python)

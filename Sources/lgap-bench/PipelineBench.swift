@@ -50,8 +50,12 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     // The reference, same files in the same order.
     let list = work + "/files.txt"
     try files.joined(separator: "\n").write(toFile: list, atomically: true, encoding: .utf8)
-    let theirs = try childJSON(python, [root + "/tools/bench/torch_pipeline.py", "--pack", packDir, "--list", list,
-                                        "--batch", String(batch), "--threads", String(threads), "--seed", String(seed)])
+    let theirs = try childJSON(
+        python,
+        [
+            root + "/tools/bench/torch_pipeline.py", "--pack", packDir, "--list", list,
+            "--batch", String(batch), "--threads", String(threads), "--seed", String(seed)
+        ])
     let tStages = theirs["stages"] as? [String: Double] ?? [:]
     let flops = theirs["flops"] as? [String: Double] ?? [:]
     let tTotal = theirs["seconds"] as? Double ?? .nan
@@ -61,9 +65,13 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     let sameCaption = zip(ours, tCaptions).filter { $0.0.caption?.text == $0.1 }.count
 
     let n = Double(count)
-    print("pipeline: \(count) test-dev images, batch \(batch), \(threads) threads, OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"), pack \(packDir)")
-    print(String(format: "| pipeline | images/s | |\n|---|---|---|\n| lgap | %.2f | |\n| PyTorch | %.2f | |\n| lgap / PyTorch | %.2f× | |",
-                 n / oursTotal, n / tTotal, tTotal / oursTotal))
+    print(
+        "pipeline: \(count) test-dev images, batch \(batch), \(threads) threads, OPENBLAS_CORETYPE=\(ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "unset"), pack \(packDir)"
+    )
+    print(
+        String(
+            format: "| pipeline | images/s | |\n|---|---|---|\n| lgap | %.2f | |\n| PyTorch | %.2f | |\n| lgap / PyTorch | %.2f× | |",
+            n / oursTotal, n / tTotal, tTotal / oursTotal))
     print("")
     print("| stage | lgap ms/img | PyTorch ms/img | lgap/PyTorch speed | GFLOP/img | lgap GFLOP/s | % of \(Int(peakGFLOPs)) GFLOP/s peak |")
     print("|---|---|---|---|---|---|---|")
@@ -71,9 +79,11 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
         let o = (seconds[name] ?? 0) / n, t = (tStages[name] ?? .nan) / n
         let g = (flops[name] ?? 0) / 1e9
         let rate = g > 0 ? g / o : .nan
-        print(String(format: "| %@ | %.2f | %.2f | %.2f× | %@ | %@ | %@ |", name, o * 1000, t * 1000, t / o,
-                     g > 0 ? String(format: "%.3f", g) : "–", g > 0 ? String(format: "%.0f", rate) : "–",
-                     g > 0 ? String(format: "%.0f%%", 100 * rate / peakGFLOPs) : "–"))
+        print(
+            String(
+                format: "| %@ | %.2f | %.2f | %.2f× | %@ | %@ | %@ |", name, o * 1000, t * 1000, t / o,
+                g > 0 ? String(format: "%.3f", g) : "–", g > 0 ? String(format: "%.0f", rate) : "–",
+                g > 0 ? String(format: "%.0f%%", 100 * rate / peakGFLOPs) : "–"))
     }
     print("")
     print("agreement: same label \(sameLabel)/\(count), same caption \(sameCaption)/\(count)")

@@ -25,7 +25,8 @@ func waitFor(_ what: String, timeout: TimeInterval, _ condition: () throws -> Bo
 }
 
 struct Poison: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Poison jobs (LGAP_TEST_CRASH) among innocents, restarted like systemd does: only the poison fails.")
+    static let configuration = CommandConfiguration(
+        abstract: "Poison jobs (LGAP_TEST_CRASH) among innocents, restarted like systemd does: only the poison fails.")
     @OptionGroup var common: Common
     @Option(help: "Jobs.") var jobs = 200
     @Option(help: "Poison jobs among them.") var poison = 10
@@ -56,16 +57,19 @@ struct Poison: ParsableCommand {
             if id.hasPrefix("poison") { if j.reason == .tooManyAttempts { poisonFailed += 1 } } else if j.status != .done { innocentFailed += 1 }
         }
         _ = daemon.terminate()
-        try printReport(["jobs": jobs, "poison": poisonAt.count, "poison_failed": poisonFailed, "innocent_not_done": innocentFailed,
-                         "lost": lost, "restarts": restarts, "seconds": Int(Date().timeIntervalSince(t0))])
+        try printReport([
+            "jobs": jobs, "poison": poisonAt.count, "poison_failed": poisonFailed, "innocent_not_done": innocentFailed,
+            "lost": lost, "restarts": restarts, "seconds": Int(Date().timeIntervalSince(t0))
+        ])
         if innocentFailed > 0 || lost > 0 || poisonFailed != poisonAt.count { throw StressError("poison FAILED") }
         print("poison passed: \(poisonAt.count) poison jobs failed alone over \(restarts) restarts; \(jobs - poisonAt.count) innocents done")
     }
 }
 
 struct RestartStorm: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "restart-storm",
-                                                    abstract: "Pull mode: a paced PUSH stream across SIGTERM restarts; every job sent ends done exactly once.")
+    static let configuration = CommandConfiguration(
+        commandName: "restart-storm",
+        abstract: "Pull mode: a paced PUSH stream across SIGTERM restarts; every job sent ends done exactly once.")
     @OptionGroup var common: Common
     @Option(help: "Jobs.") var jobs = 2000
     @Option(help: "Restarts.") var restarts = 20
@@ -117,8 +121,9 @@ struct RestartStorm: ParsableCommand {
 }
 
 struct MutePeer: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "mute-peer",
-                                                    abstract: "Router mode: another producer's ack latency beside a peer that never reads its acks.")
+    static let configuration = CommandConfiguration(
+        commandName: "mute-peer",
+        abstract: "Router mode: another producer's ack latency beside a peer that never reads its acks.")
     @OptionGroup var common: Common
     @Option(help: "Acks measured per phase.") var acks = 1000
 
@@ -171,8 +176,10 @@ struct MutePeer: ParsableCommand {
         Thread.sleep(forTimeInterval: 0.2)
         _ = daemon.terminate()
         let p99a = percentileMs(alone, 0.99), p99b = percentileMs(beside, 0.99)
-        try printReport(["ack_p50_ms_alone": percentileMs(alone, 0.5), "ack_p99_ms_alone": p99a, "ack_p50_ms_beside_mute": percentileMs(beside, 0.5),
-                         "ack_p99_ms_beside_mute": p99b, "mute_jobs_sent_in_flood": m])
+        try printReport([
+            "ack_p50_ms_alone": percentileMs(alone, 0.5), "ack_p99_ms_alone": p99a, "ack_p50_ms_beside_mute": percentileMs(beside, 0.5),
+            "ack_p99_ms_beside_mute": p99b, "mute_jobs_sent_in_flood": m
+        ])
         if p99b > max(2 * p99a, 20) { throw StressError("mute-peer FAILED: p99 \(p99b) ms vs \(p99a) ms") }
         print("mute-peer passed: ack p99 \(String(format: "%.1f", p99b)) ms beside a mute peer, \(String(format: "%.1f", p99a)) ms alone")
     }
@@ -191,9 +198,11 @@ struct ManyProducers: ParsableCommand {
         let dir = try common.folder("many-producers")
         var options = DaemonProcess.Options(mode: "pull", pack: common.packFolder)
         let maxMessage = 8 * 1024 * 1024, hwm = 16
-        options.sections = ["daemon": ["log_level": "\"warning\"", "threads": "2"],
-                            "ingest": ["max_connections": "\(producers)", "high_water_mark": "\(hwm)", "max_message_bytes": "\(maxMessage)"],
-                            "limits": ["max_inflight_bytes": "\(inflightMiB << 20)"]]
+        options.sections = [
+            "daemon": ["log_level": "\"warning\"", "threads": "2"],
+            "ingest": ["max_connections": "\(producers)", "high_water_mark": "\(hwm)", "max_message_bytes": "\(maxMessage)"],
+            "limits": ["max_inflight_bytes": "\(inflightMiB << 20)"]
+        ]
         let daemon = try DaemonProcess(directory: dir, options: options)
         try daemon.start()
         let kinds = try MaximalJobs(dir: dir)
@@ -237,10 +246,12 @@ struct ManyProducers: ParsableCommand {
         let peak = daemon.memoryKiB?.peak ?? 0
         let counts = try store.counts()
         _ = daemon.terminate(timeout: 120)
-        try printReport(["producers": producers, "seconds": Int(seconds), "sent": sent.get, "jobs": counts,
-                         "warm_peak_mib": warmKiB / 1024, "max_rss_mib": maxRSS / 1024, "peak_rss_mib": peak / 1024,
-                         "bound_mib": boundKiB / 1024, "bound": "warm + max_inflight_bytes + producers × (high_water_mark + 1) × (max_message_bytes + 64 KiB) + 72 MiB",
-                         "rss_mib_every_30s": stride(from: 29, to: samples.count, by: 30).map { samples[$0] / 1024 }])
+        try printReport([
+            "producers": producers, "seconds": Int(seconds), "sent": sent.get, "jobs": counts,
+            "warm_peak_mib": warmKiB / 1024, "max_rss_mib": maxRSS / 1024, "peak_rss_mib": peak / 1024,
+            "bound_mib": boundKiB / 1024, "bound": "warm + max_inflight_bytes + producers × (high_water_mark + 1) × (max_message_bytes + 64 KiB) + 72 MiB",
+            "rss_mib_every_30s": stride(from: 29, to: samples.count, by: 30).map { samples[$0] / 1024 }
+        ])
         if peak > boundKiB { throw StressError("many-producers FAILED: peak RSS \(peak / 1024) MiB over the bound \(boundKiB / 1024) MiB") }
         print("many-producers passed: peak RSS \(peak / 1024) MiB within the bound \(boundKiB / 1024) MiB")
     }
@@ -259,21 +270,29 @@ struct MaximalJobs: @unchecked Sendable {
     init(dir: String) throws {
         let flat = dir + "/flat.png", noise = dir + "/noise.png"
         let python = ProcessInfo.processInfo.environment["LGAP_PYTHON"] ?? "python3"
-        _ = try DaemonProcess.runTool("/usr/bin/env", [python, "-c", """
-            import numpy as np; from PIL import Image
-            Image.new('RGB', (4096, 4096), (120, 130, 140)).save('\(flat)')
-            Image.fromarray(np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)).save('\(noise)')
-            """])
+        _ = try DaemonProcess.runTool(
+            "/usr/bin/env",
+            [
+                python, "-c",
+                """
+                import numpy as np; from PIL import Image
+                Image.new('RGB', (4096, 4096), (120, 130, 140)).save('\(flat)')
+                Image.fromarray(np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)).save('\(noise)')
+                """
+            ])
         let small = try TestImages.png
-        all = [Job(image: [UInt8](try Data(contentsOf: URL(fileURLWithPath: flat))), params: [:]),
-               Job(image: small, params: ["ensemble": 16, "strength": 1.0, "steps": 50]),
-               Job(image: [UInt8](try Data(contentsOf: URL(fileURLWithPath: noise))), params: [:])]
+        all = [
+            Job(image: [UInt8](try Data(contentsOf: URL(fileURLWithPath: flat))), params: [:]),
+            Job(image: small, params: ["ensemble": 16, "strength": 1.0, "steps": 50]),
+            Job(image: [UInt8](try Data(contentsOf: URL(fileURLWithPath: noise))), params: [:])
+        ]
     }
 }
 
 struct DiskFull: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "disk-full",
-                                                    abstract: "The store on a small tmpfs that fills: refusals with ids, not-ready, then every acked job done once space returns.")
+    static let configuration = CommandConfiguration(
+        commandName: "disk-full",
+        abstract: "The store on a small tmpfs that fills: refusals with ids, not-ready, then every acked job done once space returns.")
     @OptionGroup var common: Common
     @Option(help: "tmpfs size in MiB.") var sizeMiB = 8
 
@@ -293,7 +312,9 @@ struct DiskFull: ParsableCommand {
         let t0 = Date()
         while refusals < 20 && i < 100_000 {
             let a = try dealer.submit(header: ["id": "fill-\(i)"], image: images[i % images.count], timeout: 60)
-            if a.status == .accepted { accepted.append(a.id) } else if a.reason == .storeUnavailable {
+            if a.status == .accepted {
+                accepted.append(a.id)
+            } else if a.reason == .storeUnavailable {
                 refusals += 1
                 if a.id == "fill-\(i)" { refusalsWithID += 1 }
             }
@@ -307,9 +328,11 @@ struct DiskFull: ParsableCommand {
         try waitFor("every acknowledged job done", timeout: 600) { try accepted.allSatisfy { try store.job($0)?.status == .done } }
         let after = try dealer.submit(header: ["id": "after-space"], image: images[0], timeout: 60)
         _ = daemon.terminate()
-        try printReport(["accepted_before_full": accepted.count, "seconds_to_fill": Int(filledAfter), "refusals_store_unavailable": refusals,
-                         "refusals_echoing_the_id": refusalsWithID, "reported_not_ready": notReady, "all_accepted_done": true,
-                         "accepted_after_space": after.status.rawValue, "restarts": daemon.launches - 1])
+        try printReport([
+            "accepted_before_full": accepted.count, "seconds_to_fill": Int(filledAfter), "refusals_store_unavailable": refusals,
+            "refusals_echoing_the_id": refusalsWithID, "reported_not_ready": notReady, "all_accepted_done": true,
+            "accepted_after_space": after.status.rawValue, "restarts": daemon.launches - 1
+        ])
         if refusalsWithID != refusals || !notReady || after.status != .accepted || daemon.launches != 1 { throw StressError("disk-full FAILED") }
         print("disk-full passed: \(accepted.count) acked jobs all done after space returned, \(refusals) refusals with their ids, no restart")
     }

@@ -10,8 +10,9 @@ import Provenance
 import ServiceHarness
 
 struct FuzzWire: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "fuzz-wire",
-                                                    abstract: "Malformed and mutated messages: every one answered with a reason, lgapd alive.")
+    static let configuration = CommandConfiguration(
+        commandName: "fuzz-wire",
+        abstract: "Malformed and mutated messages: every one answered with a reason, lgapd alive.")
     @OptionGroup var common: Common
     @Option(help: "Messages to send.") var messages = 100_000
     @Option(help: "Mutation seed.") var seed: UInt64 = 1
@@ -29,23 +30,23 @@ func malformedMessage(_ g: inout SplitMix, images: [[UInt8]], index: Int) -> [[U
         return out
     }
     switch g.int(14) {
-    case 0: return []                                                     // nothing (only for DEALER: an empty message)
-    case 1: return [goodHeader]                                           // missing image frame
-    case 2: return [goodHeader, image, Array("extra".utf8)]              // extra frame
-    case 3: return [g.bytes(g.int(200)), image]                           // random header bytes
-    case 4: return [mutate(goodHeader, flips: 1 + g.int(4)), image]       // flipped header bytes
-    case 5: return [goodHeader, mutate(image, flips: 1 + g.int(20))]      // corrupted image data
-    case 6: return [goodHeader, Array(image.prefix(g.int(image.count)))] // truncated image
-    case 7: return [goodHeader, g.bytes(g.int(4000))]                     // random image bytes
-    case 8:                                                               // nonsense parameters
+    case 0: return []  // nothing (only for DEALER: an empty message)
+    case 1: return [goodHeader]  // missing image frame
+    case 2: return [goodHeader, image, Array("extra".utf8)]  // extra frame
+    case 3: return [g.bytes(g.int(200)), image]  // random header bytes
+    case 4: return [mutate(goodHeader, flips: 1 + g.int(4)), image]  // flipped header bytes
+    case 5: return [goodHeader, mutate(image, flips: 1 + g.int(20))]  // corrupted image data
+    case 6: return [goodHeader, Array(image.prefix(g.int(image.count)))]  // truncated image
+    case 7: return [goodHeader, g.bytes(g.int(4000))]  // random image bytes
+    case 8:  // nonsense parameters
         let junk = [#""strength":7"#, #""steps":-1"#, #""guidance":"x""#, #""ensemble":1e9"#, #""seed":-5"#, #""eta":null"#, #""nope":1"#]
         return [Array(#"{"id":"fz-\#(index)","params":{\#(junk[g.int(junk.count)])}}"#.utf8), image]
-    case 9:                                                               // bad ids
+    case 9:  // bad ids
         let ids = ["", "bad id!", String(repeating: "x", count: 200), "ü", "a/b", "\\u0000"]
         return [Array(#"{"id":"\#(ids[g.int(ids.count)])"}"#.utf8), image]
     case 10: return [Array(#"{"id":"fz-\#(index)","format":"gif"}"#.utf8), image]
-    case 11: return [Array(String(repeating: "[", count: 2000).utf8), image]   // deep nesting
-    case 12:                                                              // PNG/JPEG header claiming a huge size
+    case 11: return [Array(String(repeating: "[", count: 2000).utf8), image]  // deep nesting
+    case 12:  // PNG/JPEG header claiming a huge size
         var png = [UInt8](image)
         if png.starts(with: [0x89, 0x50]) && png.count > 24 { png[16] = 0x7F; png[20] = 0x7F } else { png = g.bytes(100) }
         return [goodHeader, png]
@@ -98,7 +99,7 @@ func runFuzzWire(_ o: FuzzWire) throws {
         "messages": o.messages, "acks": statuses, "rejected_by_reason": reasons, "rejected_without_reason": noReason,
         "unanswered": unanswered, "max_rss_mib": maxRSS / 1024, "seconds": Int(Date().timeIntervalSince(t0)),
         "final_good_job": finalRow?.status.rawValue ?? "missing", "final_ack": finalAck?.status.rawValue ?? "none",
-        "daemon_exit_status": Int(exit), "integrity_check": try store.integrityCheck(),
+        "daemon_exit_status": Int(exit), "integrity_check": try store.integrityCheck()
     ]
     try printReport(report)
     if unanswered > 0 || noReason > 0 || finalRow?.status != .done || exit != 0 {

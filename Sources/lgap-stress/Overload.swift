@@ -88,13 +88,14 @@ func runOverload(_ o: Overload) throws {
     let stats = try store.stageStats()
     let overCapacity = stats.filter { $0.highWater > $0.capacity }
     // The memory bound: warm RSS + every slot that can hold a job at once (each queue's capacity, one
-    // micro-batch of up to 8 in each stage, the ingest socket's receive buffer, [ingest] high_water_mark = 64 by default) × the largest
+    // micro-batch of up to 8 in each stage, the ingest socket's receive buffer, [ingest] high_water_mark = 8 by default) × the largest
     // item (its bytes + decoded RGB + float32 tensor) + 64 MiB for SQLite's page cache, WAL and
     // allocator slack.
-    let largest = images.map { bytes -> Int in
-        let pixels = (try? ImageCodec.dimensions(bytes)).map { $0.width * $0.height } ?? 0
-        return bytes.count + pixels * 3 + pixels * 3 * 4
-    }.max() ?? 0
+    let largest =
+        images.map { bytes -> Int in
+            let pixels = (try? ImageCodec.dimensions(bytes)).map { $0.width * $0.height } ?? 0
+            return bytes.count + pixels * 3 + pixels * 3 * 4
+        }.max() ?? 0
     let slots = stats.reduce(0) { $0 + $1.capacity + 8 } + 64
     let boundKiB = warmRSS + slots * largest / 1024 + 64 * 1024
     let elapsed = samples.last?.0 ?? 1
@@ -107,11 +108,14 @@ func runOverload(_ o: Overload) throws {
         "rss_bound_mib": boundKiB / 1024,
         "rss_mib_every_30s": stride(from: 29, to: samples.count, by: 30).map { samples[$0].1 / 1024 }, "job_slots": slots, "largest_item_bytes": largest,
         "queues": stats.map { ["stage": $0.stage, "capacity": $0.capacity, "high_water": $0.highWater] },
-        "daemon_exit_status": Int(exit),
+        "daemon_exit_status": Int(exit)
     ]
     try printReport(report)
     let lost = totalSent - (counts["done"] ?? 0) - (counts["rejected"] ?? 0) - (counts["failed"] ?? 0)
-    if lost != 0 || !overCapacity.isEmpty || maxRSS > boundKiB { throw StressError("overload FAILED: \(lost) lost, queues over capacity: \(overCapacity.map(\.stage)), max RSS \(maxRSS / 1024) MiB vs bound \(boundKiB / 1024) MiB") }
+    if lost != 0 || !overCapacity.isEmpty || maxRSS > boundKiB {
+        throw StressError(
+            "overload FAILED: \(lost) lost, queues over capacity: \(overCapacity.map(\.stage)), max RSS \(maxRSS / 1024) MiB vs bound \(boundKiB / 1024) MiB")
+    }
     print("overload passed: \(totalSent) sent in \(Int(elapsed)) s, none lost, queues within capacity, max RSS \(maxRSS / 1024) MiB")
 }
 

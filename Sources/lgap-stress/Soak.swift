@@ -46,8 +46,9 @@ func runSoak(_ o: Soak) throws {
         while true {
             if stop.get { break }
             guard let m = try? sub.receive(timeoutMs: 200), m.frames.count == 2,
-                  let obj = try? JSONSerialization.jsonObject(with: Data(m.frames[1])) as? [String: Any],
-                  let id = obj["id"] as? String else { continue }
+                let obj = try? JSONSerialization.jsonObject(with: Data(m.frames[1])) as? [String: Any],
+                let id = obj["id"] as? String
+            else { continue }
             received.with { $0[id, default: 0] += 1 }
         }
     }
@@ -131,8 +132,9 @@ func runSoak(_ o: Soak) throws {
     let report: [String: Any] = [
         "jobs_sent": o.jobs, "jobs_acked": ackedIDs.count, "acks": Dictionary(grouping: ackedIDs.values, by: { $0 }).mapValues(\.count),
         "kills": kills, "daemon_starts": daemon.launches, "resends": resends.get, "lost": lost.count, "not_done": notDone.count,
-        "jobs_run_alone_after_a_kill_that_died_again": attemptsOver1, "jobs_with_more_than_3_attempts": attemptsOver3, "max_attempts": o.maxAttempts, "results_received": got.count, "results_duplicated": duplicates.count,
-        "integrity_check": integrity, "final_exit_status": Int(exit),
+        "jobs_run_alone_after_a_kill_that_died_again": attemptsOver1, "jobs_with_more_than_3_attempts": attemptsOver3, "max_attempts": o.maxAttempts,
+        "results_received": got.count, "results_duplicated": duplicates.count,
+        "integrity_check": integrity, "final_exit_status": Int(exit)
     ]
     try printReport(report)
     if !lost.isEmpty || !notDone.isEmpty || !duplicates.isEmpty || integrity != "ok" || ackedIDs.count != o.jobs || kills < o.kills {

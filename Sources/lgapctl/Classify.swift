@@ -65,8 +65,10 @@ struct Classify: ParsableCommand {
 
     func report(file: String, prediction p: Prediction) {
         if json {
-            Output.jsonLine(["file": file, "label": p.label, "label_index": p.labelIndex, "confidence": Double(p.confidence),
-                             "top_k": p.topK.map { ["index": $0.index, "label": $0.label, "probability": Double($0.probability)] }])
+            Output.jsonLine([
+                "file": file, "label": p.label, "label_index": p.labelIndex, "confidence": Double(p.confidence),
+                "top_k": p.topK.map { ["index": $0.index, "label": $0.label, "probability": Double($0.probability)] }
+            ])
         } else {
             print("\(file)\t\(p.label)\t\(String(format: "%.4f", p.confidence))")
         }

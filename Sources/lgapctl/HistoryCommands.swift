@@ -36,8 +36,10 @@ func jsonObject(_ r: JobRecord) -> [String: Any] {
 }
 
 func jsonObject(_ r: RefusalRecord) -> [String: Any] {
-    var o: [String: Any] = ["status": JobStatus.rejected.rawValue, "refused_at_the_door": true, "reason": r.reason.rawValue, "error": r.error,
-                            "received_at": isoTime(r.receivedAt), "node": r.node, "mode": r.mode.rawValue]
+    var o: [String: Any] = [
+        "status": JobStatus.rejected.rawValue, "refused_at_the_door": true, "reason": r.reason.rawValue, "error": r.error,
+        "received_at": isoTime(r.receivedAt), "node": r.node, "mode": r.mode.rawValue
+    ]
     if let id = r.claimedId { o["id"] = id }
     if let p = r.peer { o["peer"] = p }
     if let s = r.inputSha256 { o["input_sha256"] = s }
@@ -77,8 +79,10 @@ struct History: ParsableCommand {
     @Flag(help: "One JSON object per line.") var json = false
 
     func run() throws {
-        let rows = try store.openForQueries().history(HistoryFilter(since: try since.map(parseSince), status: status, label: label,
-                                                                    node: node, limit: limit))
+        let rows = try store.openForQueries().history(
+            HistoryFilter(
+                since: try since.map(parseSince), status: status, label: label,
+                node: node, limit: limit))
         if json {
             for r in rows {
                 switch r {
@@ -93,11 +97,13 @@ struct History: ParsableCommand {
             switch r {
             case .job(let j):
                 let conf = j.confidence.map { String(format: "%.3f", $0) } ?? "-"
-                Output.line(pad(isoTime(j.receivedAt), 26) + pad(j.id, 30) + pad(j.status.rawValue, 11) + pad(j.predLabel ?? "-", 12)
-                            + pad(conf, 7) + (j.caption ?? j.reason?.rawValue ?? ""))
+                Output.line(
+                    pad(isoTime(j.receivedAt), 26) + pad(j.id, 30) + pad(j.status.rawValue, 11) + pad(j.predLabel ?? "-", 12)
+                        + pad(conf, 7) + (j.caption ?? j.reason?.rawValue ?? ""))
             case .refusal(let f):
-                Output.line(pad(isoTime(f.receivedAt), 26) + pad(f.claimedId ?? "(no valid id)", 30) + pad("refused", 11) + pad("-", 12)
-                            + pad("-", 7) + f.reason.rawValue)
+                Output.line(
+                    pad(isoTime(f.receivedAt), 26) + pad(f.claimedId ?? "(no valid id)", 30) + pad("refused", 11) + pad("-", 12)
+                        + pad("-", 7) + f.reason.rawValue)
             }
         }
     }
@@ -126,7 +132,8 @@ struct Show: ParsableCommand {
             if json { Output.jsonLine(obj); continue }
             for key in obj.keys.sorted() {
                 guard let v = obj[key] else { continue }
-                let text = (v is [Any] || v is [String: Any])
+                let text =
+                    (v is [Any] || v is [String: Any])
                     ? String(decoding: (try? JSONSerialization.data(withJSONObject: v, options: [.sortedKeys])) ?? Data(), as: UTF8.self) : "\(v)"
                 Output.line(pad(key, 18) + text)
             }
@@ -162,8 +169,10 @@ struct Stats: ParsableCommand {
             let sorted = xs.sorted()
             return sorted[min(sorted.count - 1, Int((p * Double(sorted.count - 1)).rounded()))]
         }
-        let stages = perStage.keys.sorted { (StageName(rawValue: $0).flatMap { StageName.allCases.firstIndex(of: $0) } ?? 9, $0)
-            < (StageName(rawValue: $1).flatMap { StageName.allCases.firstIndex(of: $0) } ?? 9, $1) }
+        let stages = perStage.keys.sorted {
+            (StageName(rawValue: $0).flatMap { StageName.allCases.firstIndex(of: $0) } ?? 9, $0)
+                < (StageName(rawValue: $1).flatMap { StageName.allCases.firstIndex(of: $0) } ?? 9, $1)
+        }
         let queues = try s.stageStats()
         let latestRun = queues.first?.runId
         let reasons = try s.reasonCounts()
@@ -172,14 +181,18 @@ struct Stats: ParsableCommand {
                 "jobs": counts, "window": recent.count, "throughput_per_s": throughput, "finished_by_node": perNode,
                 "latency_ms": ["p50": pct(latency, 0.5), "p95": pct(latency, 0.95)],
                 "stages_ms": Dictionary(uniqueKeysWithValues: stages.map { ($0, ["p50": pct(perStage[$0] ?? [], 0.5), "p95": pct(perStage[$0] ?? [], 0.95)]) }),
-                "queues": queues.filter { $0.runId == latestRun }.map { ["stage": $0.stage, "capacity": $0.capacity, "high_water": $0.highWater, "processed": $0.processed] },
-                "reasons": reasons,
+                "queues": queues.filter { $0.runId == latestRun }.map {
+                    ["stage": $0.stage, "capacity": $0.capacity, "high_water": $0.highWater, "processed": $0.processed]
+                },
+                "reasons": reasons
             ])
             return
         }
         print("jobs: " + counts.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        print(String(format: "throughput: %.2f jobs/s over the last %d finished; end-to-end latency p50 %.1f ms, p95 %.1f ms",
-                     throughput, recent.count, pct(latency, 0.5), pct(latency, 0.95)))
+        print(
+            String(
+                format: "throughput: %.2f jobs/s over the last %d finished; end-to-end latency p50 %.1f ms, p95 %.1f ms",
+                throughput, recent.count, pct(latency, 0.5), pct(latency, 0.95)))
         if perNode.count > 1 {
             Output.line("finished by node: " + perNode.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
         }
@@ -191,8 +204,9 @@ struct Stats: ParsableCommand {
                 print(pad(q.stage, 24) + String(format: "%8d  %10d  %9d", q.capacity, q.highWater, q.processed))
             }
         }
-        print("\nrefused/rejected/failed by reason: "
-              + (reasons.isEmpty ? "none" : reasons.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
+        print(
+            "\nrefused/rejected/failed by reason: "
+                + (reasons.isEmpty ? "none" : reasons.sorted { $0.value > $1.value }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))
     }
 }
 
@@ -257,18 +271,21 @@ struct Nodes: ParsableCommand {
         let rows = try store.openForQueries().nodes()
         if json {
             for n in rows {
-                Output.jsonLine(["node": n.name, "state": n.state ?? "-", "heartbeat_at": isoTime(n.heartbeatAt),
-                                 "heartbeat_age_s": n.heartbeatAt.map { Date().timeIntervalSince($0) } ?? -1, "running": n.running,
-                                 "finished_this_run": n.finished, "finished_last_minute": n.finishedLastMinute, "owned_unfinished": n.owned,
-                                 "host": n.host ?? "-", "pid": n.pid ?? 0])
+                Output.jsonLine([
+                    "node": n.name, "state": n.state ?? "-", "heartbeat_at": isoTime(n.heartbeatAt),
+                    "heartbeat_age_s": n.heartbeatAt.map { Date().timeIntervalSince($0) } ?? -1, "running": n.running,
+                    "finished_this_run": n.finished, "finished_last_minute": n.finishedLastMinute, "owned_unfinished": n.owned,
+                    "host": n.host ?? "-", "pid": n.pid ?? 0
+                ])
             }
             return
         }
         print(pad("node", 20) + pad("state", 11) + pad("heartbeat", 12) + pad("running", 9) + pad("jobs/min", 10) + pad("unfinished", 11) + "host (pid)")
         for n in rows {
             let age = n.heartbeatAt.map { String(format: "%.1fs ago", Date().timeIntervalSince($0)) } ?? "never"
-            Output.line(pad(n.name, 20) + pad(n.state ?? "-", 11) + pad(age, 12) + pad("\(n.running)", 9) + pad("\(n.finishedLastMinute)", 10)
-                        + pad("\(n.owned)", 11) + "\(n.host ?? "-") (\(n.pid.map(String.init) ?? "-"))")
+            Output.line(
+                pad(n.name, 20) + pad(n.state ?? "-", 11) + pad(age, 12) + pad("\(n.running)", 9) + pad("\(n.finishedLastMinute)", 10)
+                    + pad("\(n.owned)", 11) + "\(n.host ?? "-") (\(n.pid.map(String.init) ?? "-"))")
         }
     }
 }

@@ -6,6 +6,8 @@ struct LgapCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgapctl",
         abstract: "Run lgap's pipeline offline, submit jobs to lgapd and query its history.",
-        subcommands: [Submit.self, History.self, Show.self, Stats.self, Export.self, Replay.self, Retry.self, Nodes.self, Purify.self, Classify.self,
-                      Keygen.self])
+        subcommands: [
+            Submit.self, History.self, Show.self, Stats.self, Export.self, Replay.self, Retry.self, Nodes.self, Purify.self, Classify.self,
+            Keygen.self, ResultsProxy.self
+        ])
 }

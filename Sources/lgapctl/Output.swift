@@ -6,7 +6,8 @@ import JobModel
 enum Output {
     static func jsonLine(_ object: [String: Any]) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]),
-              let s = String(data: data, encoding: .utf8) else { return }
+            let s = String(data: data, encoding: .utf8)
+        else { return }
         print(s)
     }
 

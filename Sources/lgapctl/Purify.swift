@@ -50,11 +50,13 @@ struct Purify: ParsableCommand {
             let group = files[start..<min(files.count, start + batch)]
             var items: [(String, JobItem)] = []
             for f in group {
-                let params = loaded.parameters(strength: strength, steps: steps, guidance: guidance, eta: eta, ensemble: ensemble,
-                                               seed: seed ?? UInt64.random(in: 0..<(1 << 31)))
+                let params = loaded.parameters(
+                    strength: strength, steps: steps, guidance: guidance, eta: eta, ensemble: ensemble,
+                    seed: seed ?? UInt64.random(in: 0..<(1 << 31)))
                 let bytes = FileManager.default.contents(atPath: f).map { [UInt8]($0) } ?? []
-                let item = JobItem(id: URL(fileURLWithPath: f).lastPathComponent, input: bytes, format: nil, parameters: params,
-                                   inputSHA256: SHA256.hex(bytes))
+                let item = JobItem(
+                    id: URL(fileURLWithPath: f).lastPathComponent, input: bytes, format: nil, parameters: params,
+                    inputSHA256: SHA256.hex(bytes))
                 if bytes.isEmpty { item.failure = .rejected(.unreadable, "cannot read \(f) (missing or empty)") }
                 items.append((f, item))
             }
@@ -72,7 +74,9 @@ struct Purify: ParsableCommand {
                 } else if let fail = item.failure {
                     Output.line("\(f)\t\(fail.status.rawValue): \(fail.reason.rawValue)\t-\t-\t\(fail.message)")
                 } else {
-                    Output.line("\(f)\t\(item.prediction?.label ?? "-")\t\(String(format: "%.4f", item.prediction?.confidence ?? 0))\t\(item.consistency?.rawValue ?? "-")\t\(item.caption?.text ?? "")")
+                    Output.line(
+                        "\(f)\t\(item.prediction?.label ?? "-")\t\(String(format: "%.4f", item.prediction?.confidence ?? 0))\t\(item.consistency?.rawValue ?? "-")\t\(item.caption?.text ?? "")"
+                    )
                 }
             }
             done += group.count

@@ -35,11 +35,15 @@ struct Replay: ParsableCommand {
         let result: [String: Any] = [
             "id": id, "pack": packDir, "seed": row.params.seed,
             "recorded": ["purified_sha256": orNull(row.purifiedSha256), "label": orNull(row.predLabel), "caption": orNull(row.caption)],
-            "replayed": ["purified_sha256": orNull(item.purifiedSHA256), "label": orNull(item.prediction?.label),
-                         "caption": orNull(item.caption?.text), "error": orNull(item.failure?.message)],
-            "purified_hash_matches": hashMatch, "label_matches": labelMatch, "caption_matches": captionMatch,
+            "replayed": [
+                "purified_sha256": orNull(item.purifiedSHA256), "label": orNull(item.prediction?.label),
+                "caption": orNull(item.caption?.text), "error": orNull(item.failure?.message)
+            ],
+            "purified_hash_matches": hashMatch, "label_matches": labelMatch, "caption_matches": captionMatch
         ]
-        if json { Output.jsonLine(result) } else {
+        if json {
+            Output.jsonLine(result)
+        } else {
             print("job \(id) replayed with seed \(row.params.seed) on \(packDir)")
             Output.line("  caption      \(captionMatch ? "same" : "DIFFERENT"): \(row.caption ?? "-") → \(item.caption?.text ?? "-")")
             print("  purified     \(hashMatch ? "same" : "DIFFERENT"): \(row.purifiedSha256 ?? "-") → \(item.purifiedSHA256 ?? "-")")

@@ -23,6 +23,9 @@ struct Submit: ParsableCommand {
     @Flag(name: .customLong("label-from-dir"), help: "Use each file's parent folder name as its label.")
     var labelFromDir = false
 
+    @Flag(name: .customLong("label-from-name"), help: "Use each file name's part before the first '-' as its label (cat-0042.png → cat).")
+    var labelFromName = false
+
     @Option(help: "JSON object of purification params for every job, e.g. '{\"strength\":0.3}'.")
     var params: String?
 
@@ -47,6 +50,19 @@ struct Submit: ParsableCommand {
     func validate() throws {
         guard ["pull", "router"].contains(mode) else { throw ValidationError("--mode must be pull or router") }
         if serverKey != nil && keyFile == nil { throw ValidationError("--server-key needs --key-file") }
+        if [labelFromDir, labelFromName, label != nil].filter({ $0 }).count > 1 {
+            throw ValidationError("--label, --label-from-dir and --label-from-name exclude each other")
+        }
+    }
+
+    /// The ground-truth label for `file`: its folder's name, its name's prefix, or --label.
+    func labelOf(_ file: String) -> String? {
+        let url = URL(fileURLWithPath: file)
+        if labelFromDir { return url.deletingLastPathComponent().lastPathComponent }
+        if labelFromName, let prefix = url.lastPathComponent.split(separator: "-").first, prefix != url.lastPathComponent[...] {
+            return String(prefix)
+        }
+        return label
     }
 
     func run() throws {
@@ -83,7 +99,7 @@ struct Submit: ParsableCommand {
             }
             let id = Self.jobID(for: file)
             var header: [String: Any] = ["id": id, "format": "auto", "meta": ["file": file]]
-            if let l = labelFromDir ? URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent : label { header["label"] = l }
+            if let l = labelOf(file) { header["label"] = l }
             if let extraParams { header["params"] = extraParams }
             let headerBytes = [UInt8](try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]))
             try sock.send([headerBytes, [UInt8](data)], timeoutMs: Int32(timeout * 1000))
@@ -106,9 +122,12 @@ struct Submit: ParsableCommand {
             let deadline = Date(timeIntervalSinceNow: timeout)
             while !pending.isEmpty && Date() < deadline {
                 guard let msg = try sub.receive(timeoutMs: 500), msg.frames.count == 2,
-                      let obj = try? JSONSerialization.jsonObject(with: Data(msg.frames[1])) as? [String: Any],
-                      let id = obj["id"] as? String, let file = pending.removeValue(forKey: id) else { continue }
-                if json { Output.jsonLine(obj.merging(["file": file]) { old, _ in old }) } else {
+                    let obj = try? JSONSerialization.jsonObject(with: Data(msg.frames[1])) as? [String: Any],
+                    let id = obj["id"] as? String, let file = pending.removeValue(forKey: id)
+                else { continue }
+                if json {
+                    Output.jsonLine(obj.merging(["file": file]) { old, _ in old })
+                } else {
                     Output.line("\(id)\t\(obj["status"] ?? "")\t\(obj["label"] ?? obj["reason"] ?? "")\t\(obj["caption"] ?? "")")
                 }
             }
@@ -134,9 +153,10 @@ struct Submit: ParsableCommand {
     /// "<file stem>-<8 random hex>": readable, and unique across submissions of the same file.
     static func jobID(for file: String) -> String {
         let stem = URL(fileURLWithPath: file).deletingPathExtension().lastPathComponent
-        let safe = String(stem.unicodeScalars.map { s -> Character in
-            (CharacterSet.alphanumerics.contains(s) && s.isASCII) || "._-".unicodeScalars.contains(s) ? Character(s) : "_"
-        }.prefix(100))
+        let safe = String(
+            stem.unicodeScalars.map { s -> Character in
+                (CharacterSet.alphanumerics.contains(s) && s.isASCII) || "._-".unicodeScalars.contains(s) ? Character(s) : "_"
+            }.prefix(100))
         return "\(safe)-\(String(format: "%08x", UInt32.random(in: 0...UInt32.max)))"
     }
 }

@@ -30,11 +30,12 @@ final class ConfigTests: ServiceTestCase {
         Case(name: "TOML syntax", toml: "[daemon\nthreads = 1\n", mentions: ["lgapd.toml"]),
         Case(name: "endpoint without a transport", toml: "[ingest]\nendpoint = \"127.0.0.1:5555\"\n", mentions: ["ingest.endpoint"]),
         Case(name: "curve without keys", toml: "[security]\ncurve = true\n", mentions: ["server_secret_key_file"]),
-        Case(name: "plaintext beyond loopback", toml: "[ingest]\nendpoint = \"tcp://0.0.0.0:5555\"\n",
-             mentions: ["ingest.endpoint", "allow_plaintext_remote"]),
+        Case(
+            name: "plaintext beyond loopback", toml: "[ingest]\nendpoint = \"tcp://0.0.0.0:5555\"\n",
+            mentions: ["ingest.endpoint", "allow_plaintext_remote"]),
         Case(name: "bad node name", toml: "[daemon]\nnode = \"a b\"\n", mentions: ["node"]),
         Case(name: "--ingest-mode push", toml: "", flags: ["--ingest-mode", "push"], mentions: ["--ingest-mode"]),
-        Case(name: "--log-level loud", toml: "", flags: ["--log-level", "loud"], mentions: ["--log-level", "loud"]),
+        Case(name: "--log-level loud", toml: "", flags: ["--log-level", "loud"], mentions: ["--log-level", "loud"])
     ]
 
     func testInvalidConfigurationExitsWithStatus2NamingTheKey() throws {
@@ -58,7 +59,10 @@ final class ConfigTests: ServiceTestCase {
         let missing = tmp + "/no-such-pack"
         try "".write(toFile: tmp + "/empty.toml", atomically: true, encoding: .utf8)
         let (status, stderr) = try DaemonProcess.runToExit(
-            arguments: ["--config", tmp + "/empty.toml", "--db", tmp + "/db.sqlite", "--pack", missing, "--ingest", "tcp://127.0.0.1:1", "--results", "tcp://127.0.0.1:2"],
+            arguments: [
+                "--config", tmp + "/empty.toml", "--db", tmp + "/db.sqlite", "--pack", missing, "--ingest", "tcp://127.0.0.1:1", "--results",
+                "tcp://127.0.0.1:2"
+            ],
             directory: tmp)
         XCTAssertEqual(status, 1, stderr)
         XCTAssertTrue(stderr.contains(missing), stderr)

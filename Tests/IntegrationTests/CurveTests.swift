@@ -16,14 +16,14 @@ final class CurveTests: ServiceTestCase {
         var options = DaemonProcess.Options(mode: "router", pack: Self.defaultPack)
         options.configFile = tmp + "/curve.toml"
         try """
-            [daemon]
-            log_level = "info"
-            threads = 1
-            [security]
-            curve = true
-            server_secret_key_file = "\(keyFile)"
-            allowed_clients_file = "\(allowFile)"
-            """.write(toFile: options.configFile!, atomically: true, encoding: .utf8)
+        [daemon]
+        log_level = "info"
+        threads = 1
+        [security]
+        curve = true
+        server_secret_key_file = "\(keyFile)"
+        allowed_clients_file = "\(allowFile)"
+        """.write(toFile: options.configFile!, atomically: true, encoding: .utf8)
         let daemon = try startDaemon(options)
         let image = try TestImages.png
 

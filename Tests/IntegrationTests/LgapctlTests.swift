@@ -22,8 +22,10 @@ final class LgapctlTests: ServiceTestCase {
         let folder = Fixtures.path("blip/images")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder).filter { $0.hasSuffix(".png") }.sorted()
 
-        let submitted = try ctl(["submit", "--endpoint", daemon.ingestEndpoint, "--results", daemon.resultsEndpoint, "--mode", "router",
-                                 "--label", "cat", "--wait", "--json", "--timeout", "60", folder])
+        let submitted = try ctl([
+            "submit", "--endpoint", daemon.ingestEndpoint, "--results", daemon.resultsEndpoint, "--mode", "router",
+            "--label", "cat", "--wait", "--json", "--timeout", "60", folder
+        ])
         XCTAssertEqual(submitted.count, files.count, "one line per file: \(submitted)")
         XCTAssertTrue(submitted.allSatisfy { $0["status"] as? String == "done" }, "\(submitted)")
         XCTAssertEqual(Set(submitted.compactMap { $0["file"] as? String }), Set(files.map { folder + "/" + $0 }), "each result names its file")
@@ -84,14 +86,18 @@ final class LgapctlTests: ServiceTestCase {
         try "precious".write(toFile: target, atomically: true, encoding: .utf8)
         try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: target)
         for (path, force) in [(link, false), (link, true), (target, false)] {
-            let r = try DaemonProcess.run("lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", path] + (force ? ["--force"] : []),
-                                          directory: tmp)
+            let r = try DaemonProcess.run(
+                "lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", path] + (force ? ["--force"] : []),
+                directory: tmp)
             XCTAssertNotEqual(r.status, 0, "export to \(path) force \(force) must be refused")
         }
         XCTAssertEqual(try String(contentsOfFile: target, encoding: .utf8), "precious")
         XCTAssertEqual(try DaemonProcess.run("lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", out], directory: tmp).status, 0)
-        XCTAssertEqual(try DaemonProcess.run("lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", out, "--force"],
-                                             directory: tmp).status, 0)
+        XCTAssertEqual(
+            try DaemonProcess.run(
+                "lgapctl", arguments: ["export", "esc", "--db", daemon.database, "--input", out, "--force"],
+                directory: tmp
+            ).status, 0)
 
         // keygen: a new file, mode 0600; an existing path or a link is refused.
         let key = tmp + "/producer.key"

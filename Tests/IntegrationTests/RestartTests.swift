@@ -79,8 +79,9 @@ final class RestartTests: ServiceTestCase {
 
         // The resumed job is reproducible from what was recorded: lgapctl replay gets the same image.
         if let resumed = unfinished.last {
-            let r = try DaemonProcess.run("lgapctl", arguments: ["replay", resumed, "--db", daemon.database, "--json", "--threads", "1"],
-                                          directory: tmp, timeout: 120)
+            let r = try DaemonProcess.run(
+                "lgapctl", arguments: ["replay", resumed, "--db", daemon.database, "--json", "--threads", "1"],
+                directory: tmp, timeout: 120)
             XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
             let replay = try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any]
             XCTAssertEqual(replay?["purified_hash_matches"] as? Bool, true, r.stdout)
@@ -101,9 +102,10 @@ final class MaxAttemptsTests: ServiceTestCase {
         stop(daemon)
         // Pretend a job took the daemon down three times while it ran alone.
         let writer = try SQLiteJobStore(path: daemon.database)
-        var job = JobRecord(id: "crashy", node: DaemonProcess.defaultNode, receivedAt: Date(), runId: nil, mode: .router, peer: nil, input: image,
-                            inputSha256: SHA256.hex(image), inputFormat: .png, width: 32, height: 32, label: nil, meta: nil,
-                            requestedParams: nil, params: PurificationParameters(strength: 0.2, steps: 50, guidance: 2, seed: 7), cost: 1)
+        var job = JobRecord(
+            id: "crashy", node: DaemonProcess.defaultNode, receivedAt: Date(), runId: nil, mode: .router, peer: nil, input: image,
+            inputSha256: SHA256.hex(image), inputFormat: .png, width: 32, height: 32, label: nil, meta: nil,
+            requestedParams: nil, params: PurificationParameters(strength: 0.2, steps: 50, guidance: 2, seed: 7), cost: 1)
         job.attempts = 3
         job.suspect = true
         guard case .inserted = try writer.insertAccepted(job) else { return XCTFail("crashy not inserted") }

@@ -40,33 +40,46 @@ final class RouterModeTests: ServiceTestCase {
             BadInput(name: "three frames", frames: job("three-frames") + [Array("extra".utf8)], reason: .extraFrames, id: "three-frames"),
             BadInput(name: "eight frames", frames: Array(repeating: png, count: 8), reason: .extraFrames),
             BadInput(name: "empty image frame", frames: job("empty-image", image: []), reason: .emptyImage, id: "empty-image"),
-            BadInput(name: "unknown format bytes", frames: job("gif", image: Array("GIF89a\u{1}\u{0}\u{1}\u{0}".utf8)),
-                     reason: .unknownFormat, id: "gif"),
+            BadInput(
+                name: "unknown format bytes", frames: job("gif", image: Array("GIF89a\u{1}\u{0}\u{1}\u{0}".utf8)),
+                reason: .unknownFormat, id: "gif"),
             BadInput(name: "unknown declared format", frames: job("fmt-gif", ["format": "gif"]), reason: .unknownFormat, id: "fmt-gif"),
-            BadInput(name: "declared format mismatching the bytes", frames: job("fmt-mismatch", ["format": "jpeg"]),
-                     reason: .formatMismatch, id: "fmt-mismatch"),
-            BadInput(name: "PNG header claiming 100000x100000",
-                     frames: job("bomb-made", image: TestImages.pngClaiming(width: 100_000, height: 100_000)), reason: .imageTooLarge, id: "bomb-made"),
-            BadInput(name: "bomb.png fixture", frames: job("bomb-fixture", image: try TestImages.bytes("images/bomb.png")),
-                     reason: .imageTooLarge, id: "bomb-fixture"),
-            BadInput(name: "PNG header claiming 4097x1", frames: job("too-wide", image: TestImages.pngClaiming(width: 4097, height: 1)),
-                     reason: .imageTooLarge, id: "too-wide"),
-            BadInput(name: "PNG header claiming 0x0", frames: job("zero-size", image: TestImages.pngClaiming(width: 0, height: 0)),
-                     reason: .corruptImage, id: "zero-size"),
-            BadInput(name: "JPEG header claiming 65000x65000", frames: job("jpeg-huge", image: try TestImages.jpegClaiming(width: 65000, height: 65000)),
-                     reason: .imageTooLarge, id: "jpeg-huge"),
-            BadInput(name: "PPM header claiming 100000x100000", frames: job("ppm-huge", image: Array("P6\n100000 100000\n255\n".utf8) + [1, 2, 3]),
-                     reason: .imageTooLarge, id: "ppm-huge"),
-            BadInput(name: "PPM with a malformed header", frames: job("ppm-bad", image: Array("P6\n12 x\n255\n".utf8)),
-                     reason: .corruptImage, id: "ppm-bad"),
-            BadInput(name: "JPEG cut before its frame header", frames: job("jpeg-stub", image: try TestImages.jpegWithoutFrame),
-                     reason: .corruptImage, id: "jpeg-stub"),
-            BadInput(name: "image frame over max_message_bytes", frames: job("big-frame", image: png + [UInt8](repeating: 0, count: 5000)),
-                     reason: .frameTooLarge, id: "big-frame"),
-            BadInput(name: "header over max_header_bytes", frames: job("big-header", ["meta": ["pad": String(repeating: "x", count: 1500)]]),
-                     reason: .headerTooLarge),
-            BadInput(name: "meta over max_meta_bytes", frames: job("big-meta", ["meta": ["pad": String(repeating: "x", count: 600)]]),
-                     reason: .badHeader, id: "big-meta"),
+            BadInput(
+                name: "declared format mismatching the bytes", frames: job("fmt-mismatch", ["format": "jpeg"]),
+                reason: .formatMismatch, id: "fmt-mismatch"),
+            BadInput(
+                name: "PNG header claiming 100000x100000",
+                frames: job("bomb-made", image: TestImages.pngClaiming(width: 100_000, height: 100_000)), reason: .imageTooLarge, id: "bomb-made"),
+            BadInput(
+                name: "bomb.png fixture", frames: job("bomb-fixture", image: try TestImages.bytes("images/bomb.png")),
+                reason: .imageTooLarge, id: "bomb-fixture"),
+            BadInput(
+                name: "PNG header claiming 4097x1", frames: job("too-wide", image: TestImages.pngClaiming(width: 4097, height: 1)),
+                reason: .imageTooLarge, id: "too-wide"),
+            BadInput(
+                name: "PNG header claiming 0x0", frames: job("zero-size", image: TestImages.pngClaiming(width: 0, height: 0)),
+                reason: .corruptImage, id: "zero-size"),
+            BadInput(
+                name: "JPEG header claiming 65000x65000", frames: job("jpeg-huge", image: try TestImages.jpegClaiming(width: 65000, height: 65000)),
+                reason: .imageTooLarge, id: "jpeg-huge"),
+            BadInput(
+                name: "PPM header claiming 100000x100000", frames: job("ppm-huge", image: Array("P6\n100000 100000\n255\n".utf8) + [1, 2, 3]),
+                reason: .imageTooLarge, id: "ppm-huge"),
+            BadInput(
+                name: "PPM with a malformed header", frames: job("ppm-bad", image: Array("P6\n12 x\n255\n".utf8)),
+                reason: .corruptImage, id: "ppm-bad"),
+            BadInput(
+                name: "JPEG cut before its frame header", frames: job("jpeg-stub", image: try TestImages.jpegWithoutFrame),
+                reason: .corruptImage, id: "jpeg-stub"),
+            BadInput(
+                name: "image frame over max_message_bytes", frames: job("big-frame", image: png + [UInt8](repeating: 0, count: 5000)),
+                reason: .frameTooLarge, id: "big-frame"),
+            BadInput(
+                name: "header over max_header_bytes", frames: job("big-header", ["meta": ["pad": String(repeating: "x", count: 1500)]]),
+                reason: .headerTooLarge),
+            BadInput(
+                name: "meta over max_meta_bytes", frames: job("big-meta", ["meta": ["pad": String(repeating: "x", count: 600)]]),
+                reason: .badHeader, id: "big-meta"),
             BadInput(name: "invalid id", frames: job("bad id!"), reason: .invalidID),
             BadInput(name: "id too long", frames: job(String(repeating: "a", count: 129)), reason: .invalidID),
             BadInput(name: "id not a string", frames: [json(["id": 17]), png], reason: .badHeader),
@@ -80,15 +93,17 @@ final class RouterModeTests: ServiceTestCase {
             BadInput(name: "strength true", frames: job("p-bool", ["params": ["strength": true]]), reason: .badParams, id: "p-bool"),
             BadInput(name: "params not an object", frames: job("p-array", ["params": [1, 2]]), reason: .badHeader, id: "p-array"),
             BadInput(name: "unknown header field", frames: job("colour", ["colour": "blue"]), reason: .badHeader, id: "colour"),
-            BadInput(name: "label a boolean", frames: job("label-bool", ["label": true]), reason: .badHeader, id: "label-bool"),
+            BadInput(name: "label a boolean", frames: job("label-bool", ["label": true]), reason: .badHeader, id: "label-bool")
         ]
     }
 
     /// A router-mode daemon with small frame limits, a live subscription to its results, a DEALER
     /// producer and a reader of its database.
     func startRouter() throws -> (DaemonProcess, ResultCollector, Producer, JobStore) {
-        let daemon = try startDaemon(.init(mode: "router", pack: Self.defaultPack,
-                                           sections: ["ingest": ["max_message_bytes": "4096", "max_header_bytes": "1024", "max_meta_bytes": "512"]]))
+        let daemon = try startDaemon(
+            .init(
+                mode: "router", pack: Self.defaultPack,
+                sections: ["ingest": ["max_message_bytes": "4096", "max_header_bytes": "1024", "max_meta_bytes": "512"]]))
         let results = try collector(daemon)
         let dealer = try producer(daemon, .dealer)
         try subscribe(results, via: dealer)
@@ -167,8 +182,10 @@ final class RouterModeTests: ServiceTestCase {
     func testDamagedPixelDataIsRejectedByTheDecodeStage() throws {
         let (daemon, results, dealer, store) = try startRouter()
         let ppm = try TestImages.bytes("images/rgb.ppm")
-        let damaged: [(String, [UInt8])] = [("trunc-png", try TestImages.truncatedPNG), ("trunc-jpeg", try TestImages.truncatedJPEG),
-                                            ("flipped-png", try TestImages.corruptPNG), ("trunc-ppm", Array(ppm.prefix(ppm.count / 2)))]
+        let damaged: [(String, [UInt8])] = [
+            ("trunc-png", try TestImages.truncatedPNG), ("trunc-jpeg", try TestImages.truncatedJPEG),
+            ("flipped-png", try TestImages.corruptPNG), ("trunc-ppm", Array(ppm.prefix(ppm.count / 2)))
+        ]
         for (id, bytes) in damaged {
             XCTAssertEqual(try dealer.submit(header: ["id": id], image: bytes), Ack(id: id, status: .accepted))
         }

@@ -35,8 +35,10 @@ final class ShutdownTests: ServiceTestCase {
 
     func testSigtermDrainsJobsInFlight() throws {
         let timeout = 60.0
-        let daemon = try startDaemon(.init(mode: "router", pack: try slowPack(steps: 30),
-                                           sections: ["daemon": ["shutdown_timeout_s": "\(Int(timeout))"]]))
+        let daemon = try startDaemon(
+            .init(
+                mode: "router", pack: try slowPack(steps: 30),
+                sections: ["daemon": ["shutdown_timeout_s": "\(Int(timeout))"]]))
         let results = try collector(daemon)
         let ids = try submitInFlight(daemon, count: 5, prefix: "drain", results: results)
         let store = try store(daemon)
@@ -78,8 +80,10 @@ final class ShutdownTests: ServiceTestCase {
     /// no ZeroMQ socket is closed under a thread still using it — and every accepted job is kept, then
     /// finished by the next start.
     func testSigtermWithZeroShutdownTimeoutUnderLoad() throws {
-        let daemon = try startDaemon(.init(mode: "pull", pack: try fastPack(),
-                                           sections: ["daemon": ["shutdown_timeout_s": "0"], "pipeline": ["queue_capacity": "2", "max_batch": "1"]]))
+        let daemon = try startDaemon(
+            .init(
+                mode: "pull", pack: try fastPack(),
+                sections: ["daemon": ["shutdown_timeout_s": "0"], "pipeline": ["queue_capacity": "2", "max_batch": "1"]]))
         let store = try store(daemon)
         let firstRun = try XCTUnwrap(store.runs(limit: 1).first?.id)  // a start retried on other ports leaves older rows
         var push: Producer? = try producer(daemon, .push)

@@ -74,4 +74,20 @@ final class SystemdUnitTests: ServiceTestCase {
         XCTAssertEqual(results.results(for: "under-seccomp").first?["stages_run"] as? [String], Self.defaultPackStages)
         stop(daemon)
     }
+
+    /// The fleet template (lgapd@.service) is the single-node unit with only the settings a fleet node
+    /// must change: a hardening line added to one and forgotten in the other fails here.
+    func testFleetTemplateKeepsTheUnitsHardening() throws {
+        func settings(_ path: String) throws -> [String] {
+            try String(contentsOfFile: Fixtures.repositoryRoot + path, encoding: .utf8).split(separator: "\n")
+                .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        }
+        let fleetOnly: Set<String> = ["Description", "ExecStart", "StateDirectory", "After", "Wants", "IPAddressDeny", "IPAddressAllow"]
+        let key = { (line: String) in String(line.prefix { $0 != "=" }) }
+        let single = try settings("/systemd/lgapd.service").filter { !fleetOnly.contains(key($0)) }
+        let fleet = try settings("/systemd/lgapd@.service")
+        XCTAssertEqual(fleet.filter { !fleetOnly.contains(key($0)) }, single, "lgapd@.service differs from lgapd.service beyond \(fleetOnly.sorted())")
+        XCTAssertTrue(fleet.contains("ExecStart=/usr/local/bin/lgapd --config /etc/lgapd/%i.toml"))
+        XCTAssertTrue(fleet.contains("StateDirectory=lgapd-%i"))
+    }
 }

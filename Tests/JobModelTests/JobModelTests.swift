@@ -14,13 +14,15 @@ final class JobModelTests: XCTestCase {
         let parts = readme.components(separatedBy: "<!-- reasons -->")
         XCTAssertEqual(parts.count, 3, "README.md needs the reason table between two <!-- reasons --> markers")
         guard parts.count == 3 else { return }
-        XCTAssertEqual(parts[1].trimmingCharacters(in: .whitespacesAndNewlines), ReasonCode.markdownTable,
-                       "README's reason table differs from ReasonCode; paste ReasonCode.markdownTable:\n\(ReasonCode.markdownTable)")
+        XCTAssertEqual(
+            parts[1].trimmingCharacters(in: .whitespacesAndNewlines), ReasonCode.markdownTable,
+            "README's reason table differs from ReasonCode; paste ReasonCode.markdownTable:\n\(ReasonCode.markdownTable)")
     }
 
     func testResultMessageKeys() throws {
-        var r = JobResult(id: "j", status: .done, stages: [.decode, .classify], stagesRun: [.decode], inputSha256: "00",
-                          params: PurificationParameters(strength: 0.1, steps: 50, guidance: 3, seed: 9, ensemble: 5), timingsMs: ["decode": 1])
+        var r = JobResult(
+            id: "j", status: .done, stages: [.decode, .classify], stagesRun: [.decode], inputSha256: "00",
+            params: PurificationParameters(strength: 0.1, steps: 50, guidance: 3, seed: 9, ensemble: 5), timingsMs: ["decode": 1])
         r.labelIndex = 3
         r.topK = [RankedClass(index: 3, label: "cat", probability: 0.5)]
         r.purifiedPNG = [1, 2, 3]

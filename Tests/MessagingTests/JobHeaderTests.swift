@@ -12,8 +12,10 @@ final class JobHeaderTests: XCTestCase {
     }
 
     func testDuplicateKeysAreRefusedWhereverTheyAre() {
-        for text in [#"{"id":"a","id":"b"}"#, #"{"id":"a","\u0069d":"b"}"#, #"{"params":{"steps":5,"steps":50}}"#,
-                     #"{"meta":{"x":{"k":1,"k":2}}}"#] {
+        for text in [
+            #"{"id":"a","id":"b"}"#, #"{"id":"a","\u0069d":"b"}"#, #"{"params":{"steps":5,"steps":50}}"#,
+            #"{"meta":{"x":{"k":1,"k":2}}}"#
+        ] {
             guard case .failure(let e) = parse(text) else { XCTFail("accepted \(text)"); continue }
             XCTAssertEqual(e.code, .badHeader, text)
             XCTAssertTrue(e.description.contains("repeats the key"), e.description)
@@ -34,8 +36,10 @@ final class JobHeaderTests: XCTestCase {
         XCTAssertEqual(h.format, .jpeg)
         XCTAssertEqual(h.label, "3")
         XCTAssertEqual(h.params, JobParams(strength: 0.3, steps: 20, seed: UInt64.max))
-        for (text, code) in [(#"{"colour":1}"#, ReasonCode.badHeader), (#"{"id":"a b"}"#, .invalidID), (#"{"params":{"steps":2.5}}"#, .badParams),
-                             (#"{"params":{"strength":true}}"#, .badParams), (#"{"format":"gif"}"#, .unknownFormat), ("[1]", .badHeader)] {
+        for (text, code) in [
+            (#"{"colour":1}"#, ReasonCode.badHeader), (#"{"id":"a b"}"#, .invalidID), (#"{"params":{"steps":2.5}}"#, .badParams),
+            (#"{"params":{"strength":true}}"#, .badParams), (#"{"format":"gif"}"#, .unknownFormat), ("[1]", .badHeader)
+        ] {
             guard case .failure(let e) = parse(text) else { XCTFail("accepted \(text)"); continue }
             XCTAssertEqual(e.code, code, text)
         }

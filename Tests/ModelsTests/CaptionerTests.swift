@@ -54,7 +54,7 @@ final class CaptionerTests: XCTestCase {
         let pixels = try captioner.processor.pixelValues(Array(try images().prefix(2)))
         let embeds = try captioner.imageEmbeddings(pixelValues: pixels)
         let ids = [[5000, 1037, 3861, 1997, 1037], [5000, 2000, 2001, 4999, 102]]
-        let full = captioner.decoder.logits(inputIDs: ids, imageEmbeds: embeds)   // [2, 5, V]
+        let full = captioner.decoder.logits(inputIDs: ids, imageEmbeds: embeds)  // [2, 5, V]
         let memory = captioner.decoder.memory(embeds)
         var cache: DecoderCache?
         for t in 0..<5 {
@@ -90,8 +90,9 @@ final class CaptionerTests: XCTestCase {
                 XCTAssertEqual(captioner.tokenizer.decode(caption.tokenIDs), texts[i], "\(name) image \(i) text")
                 if let prompt = options.prompt {
                     XCTAssert(texts[i].hasPrefix(prompt), "\(name): golden text should start with the prompt")
-                    XCTAssertEqual(caption.text, String(texts[i].dropFirst(prompt.count)).trimmingCharacters(in: .whitespaces),
-                                   "\(name) image \(i): prompt not stripped")
+                    XCTAssertEqual(
+                        caption.text, String(texts[i].dropFirst(prompt.count)).trimmingCharacters(in: .whitespaces),
+                        "\(name) image \(i): prompt not stripped")
                 } else {
                     XCTAssertEqual(caption.text, texts[i], "\(name) image \(i) text")
                 }
@@ -178,9 +179,10 @@ final class CaptionerTests: XCTestCase {
             case let flag as Bool: early = flag ? .whenEnoughHypotheses : .heuristic
             default: early = .never
             }
-            var scorer = BeamSearchScorer(numBeams: beams, lengthPenalty: try XCTUnwrap(sc["length_penalty"] as? Double),
-                                          earlyStopping: early, maxLength: try XCTUnwrap(sc["max_length"] as? Int),
-                                          eosTokenId: try XCTUnwrap(sc["eos"] as? Int), promptLength: prompt)
+            var scorer = BeamSearchScorer(
+                numBeams: beams, lengthPenalty: try XCTUnwrap(sc["length_penalty"] as? Double),
+                earlyStopping: early, maxLength: try XCTUnwrap(sc["max_length"] as? Int),
+                eosTokenId: try XCTUnwrap(sc["eos"] as? Int), promptLength: prompt)
             var sequences = Array(repeating: Array(repeating: 5, count: prompt), count: beams)
             var scores: [Float] = []
             for (t, step) in try XCTUnwrap(sc["steps"] as? [[String: Any]]).enumerated() {
@@ -211,9 +213,9 @@ final class CaptionerTests: XCTestCase {
         h.add([1], sumLogprobs: -2, generatedLength: 2)
         h.add([2], sumLogprobs: -2, generatedLength: 2)
         XCTAssertEqual(h.best.ids, [2])
-        h.add([3], sumLogprobs: -2, generatedLength: 2)          // not better than the worst: ignored
+        h.add([3], sumLogprobs: -2, generatedLength: 2)  // not better than the worst: ignored
         XCTAssertEqual(h.beams.map(\.ids), [[1], [2]])
-        h.add([4], sumLogprobs: -1, generatedLength: 2)          // replaces [1], the first of the equal worst
+        h.add([4], sumLogprobs: -1, generatedLength: 2)  // replaces [1], the first of the equal worst
         XCTAssertEqual(h.beams.map(\.ids), [[2], [4]])
         XCTAssertEqual(h.worstScore, -1)
         XCTAssertEqual(h.best.ids, [4])
@@ -253,18 +255,23 @@ final class CaptionerTests: XCTestCase {
 
         let key = "text_decoder.bert.encoder.layer.1.crossattention.self.key.weight"
         assertLoadFails(try brokenCopy { d in try self.rewriteWeights(d) { $0[key] = nil } }, mentioning: "missing weight '\(key)'")
-        assertLoadFails(try brokenCopy { d in try self.rewriteWeights(d) { $0["vision_model.encoder.layers.0.self_attn.qkv.weight"] = Tensor(zeros: [96, 31]) } },
-                        mentioning: "'vision_model.encoder.layers.0.self_attn.qkv.weight' has shape [96, 31], expected [96, 32]")
-        assertLoadFails(try brokenCopy { d in try self.rewriteWeights(d) { $0["text_decoder.extra.weight"] = Tensor(zeros: [2]) } },
-                        mentioning: "text_decoder.extra.weight")
-        assertLoadFails(try brokenCopy { d in
-            let p = d + "/config.json"
-            let s = try String(contentsOfFile: p, encoding: .utf8).replacingOccurrences(of: "\"num_attention_heads\": 2", with: "\"num_attention_heads\": 3")
-            try s.write(toFile: p, atomically: true, encoding: .utf8)
-        }, mentioning: "does not split into 3 heads")
-        assertLoadFails(try brokenCopy { d in
-            try #"{"do_sample": true}"#.write(toFile: d + "/generation_config.json", atomically: true, encoding: .utf8)
-        }, mentioning: "do_sample is not supported")
+        assertLoadFails(
+            try brokenCopy { d in try self.rewriteWeights(d) { $0["vision_model.encoder.layers.0.self_attn.qkv.weight"] = Tensor(zeros: [96, 31]) } },
+            mentioning: "'vision_model.encoder.layers.0.self_attn.qkv.weight' has shape [96, 31], expected [96, 32]")
+        assertLoadFails(
+            try brokenCopy { d in try self.rewriteWeights(d) { $0["text_decoder.extra.weight"] = Tensor(zeros: [2]) } },
+            mentioning: "text_decoder.extra.weight")
+        assertLoadFails(
+            try brokenCopy { d in
+                let p = d + "/config.json"
+                let s = try String(contentsOfFile: p, encoding: .utf8).replacingOccurrences(
+                    of: "\"num_attention_heads\": 2", with: "\"num_attention_heads\": 3")
+                try s.write(toFile: p, atomically: true, encoding: .utf8)
+            }, mentioning: "does not split into 3 heads")
+        assertLoadFails(
+            try brokenCopy { d in
+                try #"{"do_sample": true}"#.write(toFile: d + "/generation_config.json", atomically: true, encoding: .utf8)
+            }, mentioning: "do_sample is not supported")
     }
 
     func testTiedDecoderWeightFallsBackToWordEmbeddings() throws {

@@ -76,7 +76,9 @@ final class ClassifierTests: XCTestCase {
         XCTAssertThrowsError(try ImageClassifier(folder: extra)) { XCTAssert("\($0)".contains("layer9.weight"), "\($0)") }
 
         let misshaped = try brokenCopy("tiny-cifar-resnet") { d in try self.rewriteWeights(d) { $0["linear.weight"] = Tensor(zeros: [10, 15]) } }
-        XCTAssertThrowsError(try ImageClassifier(folder: misshaped)) { XCTAssert("\($0)".contains("'linear.weight' has shape [10, 15], expected [10, 16]"), "\($0)") }
+        XCTAssertThrowsError(try ImageClassifier(folder: misshaped)) {
+            XCTAssert("\($0)".contains("'linear.weight' has shape [10, 15], expected [10, 16]"), "\($0)")
+        }
 
         let unknown = try brokenCopy("tiny-cifar-resnet") { d in
             let p = d + "/config.json"

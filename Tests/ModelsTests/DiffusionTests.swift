@@ -13,8 +13,10 @@ final class DiffusionTests: XCTestCase {
 
     func golden(_ folder: String) throws -> SafeTensorsFile { try SafeTensorsFile(path: folder + "/golden.safetensors") }
 
-    func check(_ a: Tensor, _ e: Tensor, _ name: String, atol: Float = 1e-5, rtol: Float = 1e-4,
-               file: StaticString = #filePath, line: UInt = #line) {
+    func check(
+        _ a: Tensor, _ e: Tensor, _ name: String, atol: Float = 1e-5, rtol: Float = 1e-4,
+        file: StaticString = #filePath, line: UInt = #line
+    ) {
         let c = compare(a, e, atol: atol, rtol: rtol, name: name)
         recordParity(c)
         XCTAssert(c.ok, c.report, file: file, line: line)
@@ -36,8 +38,10 @@ final class DiffusionTests: XCTestCase {
 
     func testRandnMatchesTorch() throws {
         let g = try SafeTensorsFile(path: Fixtures.path("diffusion/randn.safetensors"))
-        for (seed, shape) in [(UInt64(0), [1]), (1, [5]), (2, [15]), (3, [16]), (4, [17]), (5, [33]), (6, [3, 32, 32]),
-                              (7, [2, 4, 8, 8]), (UInt64(1) << 32 + 9, [20]), (123456789, [40])] {
+        for (seed, shape) in [
+            (UInt64(0), [1]), (1, [5]), (2, [15]), (3, [16]), (4, [17]), (5, [33]), (6, [3, 32, 32]),
+            (7, [2, 4, 8, 8]), (UInt64(1) << 32 + 9, [20]), (123456789, [40])
+        ] {
             var gen = TorchGenerator(seed: seed)
             check(gen.randn(shape), try g.tensor("seed\(seed)"), "randn seed \(seed) \(shape)", atol: 1e-5, rtol: 1e-5)
         }
@@ -72,12 +76,14 @@ final class DiffusionTests: XCTestCase {
         check(Tensor(shape: [1000], data: base.alphasCumprod), try g.tensor("sched.alphas_cumprod"), "ᾱ scaled_linear", atol: 0, rtol: 1e-6)
         var lin = SchedulerConfig()
         lin.betaSchedule = "linear"
-        check(Tensor(shape: [1000], data: try DDIMScheduler(config: lin).alphasCumprod), try g.tensor("sched.linear.alphas_cumprod"),
-              "ᾱ linear", atol: 0, rtol: 1e-6)
+        check(
+            Tensor(shape: [1000], data: try DDIMScheduler(config: lin).alphasCumprod), try g.tensor("sched.linear.alphas_cumprod"),
+            "ᾱ linear", atol: 0, rtol: 1e-6)
         var cosine = SchedulerConfig()
         cosine.betaSchedule = "squaredcos_cap_v2"
-        check(Tensor(shape: [1000], data: try DDIMScheduler(config: cosine).alphasCumprod), try g.tensor("sched.cos.alphas_cumprod"),
-              "ᾱ squaredcos_cap_v2", atol: 0, rtol: 1e-5)
+        check(
+            Tensor(shape: [1000], data: try DDIMScheduler(config: cosine).alphasCumprod), try g.tensor("sched.cos.alphas_cumprod"),
+            "ᾱ squaredcos_cap_v2", atol: 0, rtol: 1e-5)
         let cases = try JSONDecoder().decode([String: [Int]].self, from: Data(g.metadata["scheduler"]!.utf8))
         for (name, expected) in cases {
             let parts = name.split(separator: ".", maxSplits: 1).map(String.init)
@@ -164,8 +170,10 @@ final class DiffusionTests: XCTestCase {
             // Requests with different schedules are refused, not silently run with the first one's.
             var other = cases.values.first!.parameters
             other.steps += 1
-            let mixed = [PurificationRequest(image: image, caption: "", parameters: cases.values.first!.parameters),
-                         PurificationRequest(image: image, caption: "", parameters: other)]
+            let mixed = [
+                PurificationRequest(image: image, caption: "", parameters: cases.values.first!.parameters),
+                PurificationRequest(image: image, caption: "", parameters: other)
+            ]
             XCTAssertThrowsError(try purifier.purify(mixed))
         }
     }
@@ -173,9 +181,38 @@ final class DiffusionTests: XCTestCase {
     func testParametersOutOfRangeAreRefused() {
         let ok = PurificationParameters(strength: 0.5, steps: 50, guidance: 5, seed: 1)
         XCTAssertNoThrow(try ok.validate())
-        for (bad, fragment) in [({ var p = ok; p.strength = 0; return p }(), "strength"), ({ var p = ok; p.strength = 1.5; return p }(), "strength"),
-                                ({ var p = ok; p.steps = 0; return p }(), "steps"), ({ var p = ok; p.guidance = .nan; return p }(), "guidance"),
-                                ({ var p = ok; p.ensemble = 0; return p }(), "ensemble"), ({ var p = ok; p.strength = 0.01; return p }(), "no denoising step")] {
+        for (bad, fragment) in [
+            (
+                {
+                    var p = ok; p.strength = 0; return p
+                }(), "strength"
+            ),
+            (
+                {
+                    var p = ok; p.strength = 1.5; return p
+                }(), "strength"
+            ),
+            (
+                {
+                    var p = ok; p.steps = 0; return p
+                }(), "steps"
+            ),
+            (
+                {
+                    var p = ok; p.guidance = .nan; return p
+                }(), "guidance"
+            ),
+            (
+                {
+                    var p = ok; p.ensemble = 0; return p
+                }(), "ensemble"
+            ),
+            (
+                {
+                    var p = ok; p.strength = 0.01; return p
+                }(), "no denoising step"
+            )
+        ] {
             XCTAssertThrowsError(try bad.validate()) { XCTAssert("\($0)".contains(fragment), "\($0)") }
         }
     }

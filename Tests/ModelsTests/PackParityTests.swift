@@ -14,7 +14,8 @@ final class PackParityTests: XCTestCase {
         let goldenPath = Fixtures.path("pack/golden.safetensors")
         let packDir = Fixtures.repositoryRoot + "/models/cifar10-mini"
         guard FileManager.default.fileExists(atPath: goldenPath), FileManager.default.fileExists(atPath: packDir + "/captioner/config.json"),
-              FileManager.default.fileExists(atPath: packDir + "/unet/config.json") else {
+            FileManager.default.fileExists(atPath: packDir + "/unet/config.json")
+        else {
             throw XCTSkip("the default pack has no captioner/purifier yet (or no pack golden)")
         }
         let golden = try SafeTensorsFile(path: goldenPath)

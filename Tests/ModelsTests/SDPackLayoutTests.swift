@@ -22,8 +22,12 @@ final class SDPackLayoutTests: XCTestCase {
         try fm.createSymbolicLink(atPath: dir + "/captioner", withDestinationPath: Fixtures.path("blip/model"))
         try fm.createSymbolicLink(atPath: dir + "/classifier", withDestinationPath: Fixtures.path("classifiers/tiny-cifar-resnet"))
         // The template, with the tiny model's working size (its VAE has 4 blocks: latent 8 → 64 px).
-        var manifest = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath:
-            Fixtures.repositoryRoot + "/docs/packs/sd15-blip/pack.json"))) as? [String: Any])
+        var manifest = try XCTUnwrap(
+            JSONSerialization.jsonObject(
+                with: Data(
+                    contentsOf: URL(
+                        fileURLWithPath:
+                            Fixtures.repositoryRoot + "/docs/packs/sd15-blip/pack.json"))) as? [String: Any])
         manifest["image_size"] = [64, 64]
         manifest["purification"] = ["strength": 0.5, "steps": 10, "guidance": 5.0]
         try JSONSerialization.data(withJSONObject: manifest).write(to: URL(fileURLWithPath: dir + "/pack.json"))

@@ -10,7 +10,7 @@ import XCTest
 final class SchedulerEdgeTests: XCTestCase {
     let configs = [
         ("pixel pack", Fixtures.repositoryRoot + "/models/cifar10-mini/scheduler"),
-        ("sd15 template", Fixtures.path("diffusion/sd15-tiny/scheduler")),
+        ("sd15 template", Fixtures.path("diffusion/sd15-tiny/scheduler"))
     ]
 
     /// The strengths on the edges of what validate() admits for `steps`: the smallest that runs one

@@ -49,7 +49,9 @@ final class WordPieceTests: XCTestCase {
             if ours != decoded[i] || oursKeep != decodedKeep[i] {
                 decodeFailures += 1
                 if decodeFailures <= 5 {
-                    XCTFail("\(name): decode \(ids) → \(ours.debugDescription) / \(oursKeep.debugDescription), transformers \(decoded[i].debugDescription) / \(decodedKeep[i].debugDescription)")
+                    XCTFail(
+                        "\(name): decode \(ids) → \(ours.debugDescription) / \(oursKeep.debugDescription), transformers \(decoded[i].debugDescription) / \(decodedKeep[i].debugDescription)"
+                    )
                 }
             }
         }
@@ -81,8 +83,9 @@ final class WordPieceTests: XCTestCase {
     }
 
     func testCleanUpTokenization() {
-        XCTAssertEqual(WordPieceTokenizer.cleanUpTokenization("a dog , a cat . is n't it ' s ok ?"),
-                       "a dog, a cat. isn't it's ok?")
+        XCTAssertEqual(
+            WordPieceTokenizer.cleanUpTokenization("a dog , a cat . is n't it ' s ok ?"),
+            "a dog, a cat. isn't it's ok?")
     }
 
     func testMissingVocabularyNamesTheFile() throws {

@@ -46,8 +46,9 @@ final class SafeTensorsTests: XCTestCase {
 
     func testBF16AndIntegers() throws {
         // bf16 of 1.0 is 0x3F80, of -2.5 is 0xC020.
-        let p = writeRaw("bf16.safetensors", header: #"{"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"i":{"dtype":"I64","shape":[2],"data_offsets":[4,20]}}"#,
-                         data: [0x80, 0x3F, 0x20, 0xC0] + [7, 0, 0, 0, 0, 0, 0, 0] + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
+        let p = writeRaw(
+            "bf16.safetensors", header: #"{"x":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]},"i":{"dtype":"I64","shape":[2],"data_offsets":[4,20]}}"#,
+            data: [0x80, 0x3F, 0x20, 0xC0] + [7, 0, 0, 0, 0, 0, 0, 0] + [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF])
         let f = try SafeTensorsFile(path: p)
         XCTAssertEqual(try f.tensor("x").scalars, [1.0, -2.5])
         XCTAssertEqual(try f.integers("i").values, [7, -1])
@@ -74,10 +75,11 @@ final class SafeTensorsTests: XCTestCase {
     }
 
     func testWeightScopeChecksShapesAndReportsLeftovers() throws {
-        try SafeTensorsWriter.write([
-            "block.0.weight": Tensor(zeros: [4, 3]), "block.0.bias": Tensor(zeros: [4]),
-            "block.1.weight": Tensor(zeros: [2, 4]), "extra.weight": Tensor(zeros: [1]),
-        ], to: path("w.safetensors"))
+        try SafeTensorsWriter.write(
+            [
+                "block.0.weight": Tensor(zeros: [4, 3]), "block.0.bias": Tensor(zeros: [4]),
+                "block.1.weight": Tensor(zeros: [2, 4]), "extra.weight": Tensor(zeros: [1])
+            ], to: path("w.safetensors"))
         let store = try WeightStore(path: path("w.safetensors"))
         let root = WeightScope(store)
         let l0 = try Linear(root.scope("block").scope(0), inFeatures: 3, outFeatures: 4)
@@ -98,9 +100,11 @@ final class SafeTensorsTests: XCTestCase {
     func testSHA256KnownVectors() {
         XCTAssertEqual(SHA256.hex([UInt8]()), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
         XCTAssertEqual(SHA256.hex(Array("abc".utf8)), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        XCTAssertEqual(SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
-                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
-        XCTAssertEqual(SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)),
-                       "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+        XCTAssertEqual(
+            SHA256.hex(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)),
+            "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(
+            SHA256.hex([UInt8](repeating: 0x61, count: 1_000_000)),
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
     }
 }

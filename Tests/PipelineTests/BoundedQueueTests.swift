@@ -27,7 +27,9 @@ final class BoundedQueueTests: XCTestCase {
     func testMicroBatchWaitsForMoreItems() {
         let q = BoundedQueue<Int>(capacity: 8)
         q.push(1)
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) { q.push(2); q.push(3) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.05) {
+            q.push(2); q.push(3)
+        }
         let batch = q.popBatch(max: 3, maxWait: 1)
         XCTAssertEqual(batch, [1, 2, 3])
     }

@@ -17,7 +17,9 @@ final class PipelineTests: XCTestCase {
         let p = Pipeline<Int>([
             StageSpec(name: "double", settings: StageSettings(capacity: 2, workers: 1, maxBatch: 4)) { $0.map { $0 * 2 } },
             StageSpec(name: "plus", settings: StageSettings(capacity: 2, workers: 2, maxBatch: 1)) { $0.map { $0 + 1 } },
-            StageSpec(name: "sink", settings: StageSettings(capacity: 2, workers: 1, maxBatch: 8)) { out.add($0); return $0 },
+            StageSpec(name: "sink", settings: StageSettings(capacity: 2, workers: 1, maxBatch: 8)) {
+                out.add($0); return $0
+            }
         ])
         p.start()
         for i in 0..<100 { XCTAssertTrue(p.push(i)) }
@@ -29,7 +31,11 @@ final class PipelineTests: XCTestCase {
     }
 
     func testDrainPastItsDeadlineSaysSo() {
-        let p = Pipeline<Int>([StageSpec(name: "slow", settings: StageSettings(capacity: 4, workers: 1)) { Thread.sleep(forTimeInterval: 0.5); return $0 }])
+        let p = Pipeline<Int>([
+            StageSpec(name: "slow", settings: StageSettings(capacity: 4, workers: 1)) {
+                Thread.sleep(forTimeInterval: 0.5); return $0
+            }
+        ])
         p.start()
         for i in 0..<3 { p.push(i) }
         let t0 = Date()

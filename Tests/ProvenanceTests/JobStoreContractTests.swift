@@ -9,6 +9,7 @@ import ImageIO
 import JobModel
 import Models
 import Provenance
+import ServiceHarness
 import XCTest
 
 final class JobStoreContractTests: XCTestCase {
@@ -50,15 +51,19 @@ final class JobStoreContractTests: XCTestCase {
     }()
 
     func job(_ id: String, node: String = "n1", label: String? = nil, seed: UInt64 = 7, received: Date = Date()) -> JobRecord {
-        JobRecord(id: id, node: node, receivedAt: received, runId: 1, mode: .router, peer: "127.0.0.1/abcd", input: Self.png,
-                  inputSha256: SHA256.hex(Self.png), inputFormat: .png, width: 4, height: 2, label: label, meta: #"{"camera":"7"}"#,
-                  requestedParams: JobParams(strength: 0.2, seed: seed), params: PurificationParameters(strength: 0.2, steps: 50, guidance: 3,
-                  seed: seed, ensemble: 5), cost: 1234)
+        JobRecord(
+            id: id, node: node, receivedAt: received, runId: 1, mode: .router, peer: "127.0.0.1/abcd", input: Self.png,
+            inputSha256: SHA256.hex(Self.png), inputFormat: .png, width: 4, height: 2, label: label, meta: #"{"camera":"7"}"#,
+            requestedParams: JobParams(strength: 0.2, seed: seed),
+            params: PurificationParameters(
+                strength: 0.2, steps: 50, guidance: 3,
+                seed: seed, ensemble: 5), cost: 1234)
     }
 
     func result(_ id: String, status: JobStatus = .done) -> JobResult {
-        var r = JobResult(id: id, status: status, stages: [.decode, .classify], stagesRun: [.decode, .classify], inputSha256: SHA256.hex(Self.png),
-                          params: PurificationParameters(strength: 0.2, steps: 50, guidance: 3, seed: 7, ensemble: 5), timingsMs: ["decode": 0.5])
+        var r = JobResult(
+            id: id, status: status, stages: [.decode, .classify], stagesRun: [.decode, .classify], inputSha256: SHA256.hex(Self.png),
+            params: PurificationParameters(strength: 0.2, steps: 50, guidance: 3, seed: 7, ensemble: 5), timingsMs: ["decode": 0.5])
         if status == .done {
             r.caption = "a cat"; r.captionTokens = [30522, 1037, 4937, 102]; r.captionScore = -0.25
             r.label = "cat"; r.labelIndex = 3; r.confidence = 0.875
@@ -97,11 +102,15 @@ final class JobStoreContractTests: XCTestCase {
     func testRefusalsAreRowsOfTheirOwn() throws {
         try eachBackend { s, name in
             for reason in [ReasonCode.badParams, .tooExpensive] {
-                try s.insertRefusal(RefusalRecord(claimedId: "x", reason: reason, error: "no", node: "n1", receivedAt: Date(), runId: 1,
-                                                  mode: .router, peer: nil, inputSha256: nil, inputSize: 3, header: "{}"))
+                try s.insertRefusal(
+                    RefusalRecord(
+                        claimedId: "x", reason: reason, error: "no", node: "n1", receivedAt: Date(), runId: 1,
+                        mode: .router, peer: nil, inputSha256: nil, inputSize: 3, header: "{}"))
             }
-            try s.insertRefusal(RefusalRecord(claimedId: nil, reason: .badHeader, error: "no", node: "n1", receivedAt: Date(), runId: 1,
-                                              mode: .pull, peer: nil, inputSha256: nil, inputSize: nil, header: nil))
+            try s.insertRefusal(
+                RefusalRecord(
+                    claimedId: nil, reason: .badHeader, error: "no", node: "n1", receivedAt: Date(), runId: 1,
+                    mode: .pull, peer: nil, inputSha256: nil, inputSize: nil, header: nil))
             XCTAssertEqual(try s.refusals(claimedID: "x").map(\.reason), [.tooExpensive, .badParams], "\(name): newest first, both kept")
             XCTAssertNil(try s.job("x"), name)
             XCTAssertEqual(try s.counts(), ["refused": 3], name)
@@ -271,30 +280,4 @@ final class Counts: @unchecked Sendable {
     private var v = [0, 0]
     func set(_ i: Int, _ n: Int) { lock.lock(); v[i] = n; lock.unlock() }
     var values: [Int] { lock.lock(); defer { lock.unlock() }; return v }
-}
-
-/// A database of its own on the test server, dropped afterwards.
-struct TestDatabase {
-    let url: PostgresURL
-    let admin: String
-
-    init(adminURL: String) throws {
-        admin = adminURL
-        var u = try PostgresURL(adminURL)
-        u.database = "t_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        url = u
-        try Self.psql(adminURL, "CREATE DATABASE \(u.database)")
-    }
-
-    func drop() { try? Self.psql(admin, "DROP DATABASE IF EXISTS \(url.database) WITH (FORCE)") }
-
-    static func psql(_ url: String, _ sql: String) throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["psql", url, "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        p.waitUntilExit()
-        guard p.terminationStatus == 0 else { throw StoreError.failed("psql: \(sql) failed") }
-    }
 }

@@ -69,7 +69,8 @@ public final class ResultCollector: @unchecked Sendable {
                 guard let msg = try? socket.receive(timeoutMs: 50) else { continue }
                 lock.lock()
                 if msg.frames.count == 2, msg.frames[0] == Array("result".utf8),
-                   let obj = try? JSONSerialization.jsonObject(with: Data(msg.frames[1])) as? [String: Any] {
+                    let obj = try? JSONSerialization.jsonObject(with: Data(msg.frames[1])) as? [String: Any]
+                {
                     messages.append(obj)
                 } else {
                     malformed.append(msg.frames.map { String(decoding: $0.prefix(200), as: UTF8.self) }.joined(separator: " | "))

@@ -4,7 +4,7 @@
 // lgap-stress. lgapd is the binary built beside the running program (`swift build --build-tests`).
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct DaemonError: Error, CustomStringConvertible {
@@ -87,9 +87,11 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// One engine thread (tests share 2 cores with other work); STATUS= every second.
     static let defaults: [String: [String: String]] = [
-        "daemon": ["log_level": "\"info\"", "shutdown_timeout_s": "20", "status_interval_s": "1", "threads": "1",
-                   "node": "\"\(defaultNode)\""],
-        "pipeline": ["max_wait_ms": "2"],
+        "daemon": [
+            "log_level": "\"info\"", "shutdown_timeout_s": "20", "status_interval_s": "1", "threads": "1",
+            "node": "\"\(defaultNode)\""
+        ],
+        "pipeline": ["max_wait_ms": "2"]
     ]
 
     public static func configText(_ o: Options) -> String {
@@ -97,7 +99,8 @@ public final class DaemonProcess: @unchecked Sendable {
         return names.map { name in
             let merged = (defaults[name] ?? [:]).merging(o.sections[name] ?? [:]) { $1 }
             // An empty value removes a default key (a build that does not know it).
-            return "[\(name)]\n" + merged.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }
+            return "[\(name)]\n"
+                + merged.filter { !$0.value.isEmpty }.sorted { $0.key < $1.key }.map { "\($0.key) = \($0.value)" }
                 .joined(separator: "\n") + "\n"
         }.joined()
     }
@@ -119,8 +122,9 @@ public final class DaemonProcess: @unchecked Sendable {
             let path = dir.appendingPathComponent(name).path
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        throw DaemonError(description: "\(name) not found beside the running program (looked in \(candidates.map(\.path))); "
-                          + "build it with `swift build -c release --build-tests`")
+        throw DaemonError(
+            description: "\(name) not found beside the running program (looked in \(candidates.map(\.path))); "
+                + "build it with `swift build -c release --build-tests`")
     }
 
     // MARK: Starting and stopping
@@ -155,8 +159,10 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// Runs a product (lgapctl, lgapd) to completion; its exit status (negative: the signal that
     /// killed it), stdout and stderr.
-    public static func run(_ product: String, arguments: [String], directory: String, environment: [String: String] = [:],
-                           timeout: TimeInterval = 60) throws -> (status: Int32, stdout: String, stderr: String) {
+    public static func run(
+        _ product: String, arguments: [String], directory: String, environment: [String: String] = [:],
+        timeout: TimeInterval = 60
+    ) throws -> (status: Int32, stdout: String, stderr: String) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try Self.product(product))
         p.arguments = arguments
@@ -206,8 +212,10 @@ public final class DaemonProcess: @unchecked Sendable {
 
     /// The arguments lgapd runs with.
     public var arguments: [String] {
-        ["--config", configPath, "--db", database, "--ingest", ingestEndpoint, "--results", resultsEndpoint,
-         "--ingest-mode", options.mode, "--pack", options.pack]
+        [
+            "--config", configPath, "--db", database, "--ingest", ingestEndpoint, "--results", resultsEndpoint,
+            "--ingest-mode", options.mode, "--pack", options.pack
+        ]
     }
 
     private func launch(notifySocket: String?) throws {

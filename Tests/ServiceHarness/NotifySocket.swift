@@ -2,7 +2,7 @@
 // read with a deadline.
 import Foundation
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class NotifySocket {

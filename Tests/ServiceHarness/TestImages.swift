@@ -14,8 +14,10 @@ public enum TestImages {
     /// Good images of every supported kind: the 16 CIFAR-sized PNGs and the codec fixtures.
     public static func good() throws -> [(name: String, bytes: [UInt8])] {
         let blip = (0..<16).map { String(format: "blip/images/%02d.png", $0) }
-        let codecs = ["rgb.png", "rgba.png", "gray.png", "palette.png", "interlaced.png", "rgb16.png",
-                      "baseline.jpg", "progressive.jpg", "gray.jpg", "rgb.ppm"].map { "images/" + $0 }
+        let codecs = [
+            "rgb.png", "rgba.png", "gray.png", "palette.png", "interlaced.png", "rgb16.png",
+            "baseline.jpg", "progressive.jpg", "gray.jpg", "rgb.ppm"
+        ].map { "images/" + $0 }
         return try (blip + codecs).map { ($0, try bytes($0)) }
     }
 

@@ -14,13 +14,16 @@ final class AdmissionTests: XCTestCase {
     var config = DaemonConfig()
 
     func admission(maxSteps: Int = 1000) -> Admission {
-        let policy = ParameterPolicy(resolve: { p in
-            PurificationParameters(strength: p.strength ?? 0.1, steps: p.steps ?? 50, guidance: p.guidance ?? 3, eta: p.eta ?? 0,
-                                   seed: p.seed ?? 1, ensemble: p.ensemble ?? 5)
-        }, validate: { p in
-            try p.validate()
-            if p.steps > maxSteps { throw ModelError.badInput("steps \(p.steps) exceeds \(maxSteps)") }
-        })
+        let policy = ParameterPolicy(
+            resolve: { p in
+                PurificationParameters(
+                    strength: p.strength ?? 0.1, steps: p.steps ?? 50, guidance: p.guidance ?? 3, eta: p.eta ?? 0,
+                    seed: p.seed ?? 1, ensemble: p.ensemble ?? 5)
+            },
+            validate: { p in
+                try p.validate()
+                if p.steps > maxSteps { throw ModelError.badInput("steps \(p.steps) exceeds \(maxSteps)") }
+            })
         return Admission(limits: Admission.Limits(config), policy: policy, costModel: CostModel(modelPixels: 32 * 32, hasPurifier: true))
     }
 
@@ -65,7 +68,7 @@ final class AdmissionTests: XCTestCase {
             ("declared jpeg, is png", [header(["id": "fm", "format": "jpeg"]), png], 0, .formatMismatch, "fm"),
             ("bomb", [header(["id": "b"]), TestImages.pngClaiming(width: 100_000, height: 100_000)], 0, .imageTooLarge, "b"),
             ("CMYK JPEG", [header(["id": "cmyk"]), try TestImages.bytes("images/cmyk.jpg")], 0, .unsupportedImage, "cmyk"),
-            ("16-bit PPM", [header(["id": "p16"]), Array("P6\n2 2\n65535\n".utf8) + [UInt8](repeating: 9, count: 24)], 0, .unsupportedImage, "p16"),
+            ("16-bit PPM", [header(["id": "p16"]), Array("P6\n2 2\n65535\n".utf8) + [UInt8](repeating: 9, count: 24)], 0, .unsupportedImage, "p16")
         ]
         for (name, frames, dropped, reason, id) in cases {
             guard let r = refusal(frames, dropped: dropped, a) else { XCTFail("\(name): admitted"); continue }
@@ -98,7 +101,8 @@ final class AdmissionTests: XCTestCase {
         noGuidance.guidance = 1
         XCTAssertEqual(m.cost(noGuidance, width: 32, height: 32), 5 * (1024 * 5 + 1024), "one UNet pass without guidance")
         XCTAssertEqual(CostModel(modelPixels: nil, hasPurifier: false).cost(p, width: 10, height: 10), 100, "classifier only")
-        XCTAssertEqual(CostModel(modelPixels: nil, hasPurifier: true).cost(p, width: 64, height: 64), 5 * (4096 * 10 + 4096),
-                       "no model size: the input's")
+        XCTAssertEqual(
+            CostModel(modelPixels: nil, hasPurifier: true).cost(p, width: 64, height: 64), 5 * (4096 * 10 + 4096),
+            "no model size: the input's")
     }
 }

@@ -25,26 +25,39 @@ final class NaiveReferenceTests: XCTestCase {
         let ho = (h + 2 * pad - k) / stride + 1, wo = (wd + 2 * pad - k) / stride + 1
         let xs = x.scalars, ws = w.scalars, bs = b?.scalars
         var out = [Float](repeating: 0, count: n * co * ho * wo)
-        for i in 0..<n { for o in 0..<co { for y in 0..<ho { for xx in 0..<wo {
-            var acc: Float = bs?[o] ?? 0
-            for c in 0..<ci { for ky in 0..<k { for kx in 0..<k {
-                let iy = y * stride - pad + ky, ix = xx * stride - pad + kx
-                if iy >= 0 && iy < h && ix >= 0 && ix < wd {
-                    acc += xs[((i * ci + c) * h + iy) * wd + ix] * ws[((o * ci + c) * k + ky) * k + kx]
+        for i in 0..<n {
+            for o in 0..<co {
+                for y in 0..<ho {
+                    for xx in 0..<wo {
+                        var acc: Float = bs?[o] ?? 0
+                        for c in 0..<ci {
+                            for ky in 0..<k {
+                                for kx in 0..<k {
+                                    let iy = y * stride - pad + ky, ix = xx * stride - pad + kx
+                                    if iy >= 0 && iy < h && ix >= 0 && ix < wd {
+                                        acc += xs[((i * ci + c) * h + iy) * wd + ix] * ws[((o * ci + c) * k + ky) * k + kx]
+                                    }
+                                }
+                            }
+                        }
+                        out[((i * co + o) * ho + y) * wo + xx] = acc
+                    }
                 }
-            } } }
-            out[((i * co + o) * ho + y) * wo + xx] = acc
-        } } } }
+            }
+        }
         return Tensor(shape: [n, co, ho, wo], data: out)
     }
 
     func testConvMatchesNaive() {
-        for (i, (n, ci, h, w, co, k, s, p)) in [(3, 5, 13, 9, 7, 3, 1, 1), (2, 3, 10, 10, 4, 3, 2, 1), (1, 4, 6, 7, 2, 1, 1, 0),
-                                              (2, 2, 9, 9, 3, 2, 2, 0)].enumerated() {
+        for (i, (n, ci, h, w, co, k, s, p)) in [
+            (3, 5, 13, 9, 7, 3, 1, 1), (2, 3, 10, 10, 4, 3, 2, 1), (1, 4, 6, 7, 2, 1, 1, 0),
+            (2, 2, 9, 9, 3, 2, 2, 0)
+        ].enumerated() {
             let x = random([n, ci, h, w], seed: UInt64(i * 3 + 1)), wt = random([co, ci, k, k], seed: UInt64(i * 3 + 2))
             let b = random([co], seed: UInt64(i * 3 + 3))
-            let c = compare(conv2d(x, weight: wt, bias: b, stride: (s, s), padding: (p, p)), naiveConv(x, wt, b, stride: s, pad: p),
-                            atol: 1e-4, rtol: 1e-4, name: "conv naive \(i)")
+            let c = compare(
+                conv2d(x, weight: wt, bias: b, stride: (s, s), padding: (p, p)), naiveConv(x, wt, b, stride: s, pad: p),
+                atol: 1e-4, rtol: 1e-4, name: "conv naive \(i)")
             XCTAssert(c.ok, c.report)
         }
     }
@@ -65,8 +78,9 @@ final class NaiveReferenceTests: XCTestCase {
             let x = random([n, ci, h, w], seed: UInt64(800 + i)), wt = random([co, ci, 1, 1], seed: UInt64(900 + i))
             let b = random([co], seed: UInt64(1000 + i))
             let ref = naiveConv(x, wt, b, stride: 1, pad: 0)
-            let packed = compare(conv2d(x, weight: wt, bias: b, packed: PackedWeights(convWeight: wt)), ref,
-                                 atol: 1e-4, rtol: 1e-4, name: "pointwise packed \(i)")
+            let packed = compare(
+                conv2d(x, weight: wt, bias: b, packed: PackedWeights(convWeight: wt)), ref,
+                atol: 1e-4, rtol: 1e-4, name: "pointwise packed \(i)")
             XCTAssert(packed.ok, packed.report)
             let plain = compare(conv2d(x, weight: wt, bias: b), ref, atol: 1e-4, rtol: 1e-4, name: "pointwise \(i)")
             XCTAssert(plain.ok, plain.report)
@@ -75,17 +89,20 @@ final class NaiveReferenceTests: XCTestCase {
 
     func testDirectConvMatchesNaive() throws {
         var ran = 0
-        for (i, (n, ci, h, w, co, k, p)) in [(2, 5, 13, 9, 7, 3, 1), (1, 16, 32, 32, 16, 3, 1), (3, 8, 8, 8, 20, 3, 1), (1, 3, 9, 11, 12, 5, 2),
-                                             (2, 4, 6, 7, 9, 1, 0), (1, 2, 5, 5, 3, 3, 0),
-                                             // ≥ 32 channels on small maps: the channel-vector kernel (a partial
-                                             // 32-channel block, a row of 8 + 3 pixels, a 5×5 kernel).
-                                             (2, 16, 8, 8, 40, 3, 1), (1, 8, 5, 11, 32, 3, 1), (1, 4, 9, 9, 33, 5, 2)].enumerated() {
+        for (i, (n, ci, h, w, co, k, p)) in [
+            (2, 5, 13, 9, 7, 3, 1), (1, 16, 32, 32, 16, 3, 1), (3, 8, 8, 8, 20, 3, 1), (1, 3, 9, 11, 12, 5, 2),
+            (2, 4, 6, 7, 9, 1, 0), (1, 2, 5, 5, 3, 3, 0),
+            // ≥ 32 channels on small maps: the channel-vector kernel (a partial
+            // 32-channel block, a row of 8 + 3 pixels, a 5×5 kernel).
+            (2, 16, 8, 8, 40, 3, 1), (1, 8, 5, 11, 32, 3, 1), (1, 4, 9, 9, 33, 5, 2)
+        ].enumerated() {
             let x = random([n, ci, h, w], seed: UInt64(100 + i)), wt = random([co, ci, k, k], seed: UInt64(200 + i))
             let b = random([co], seed: UInt64(300 + i))
             guard let dw = DirectConvWeights(convWeight: wt, stride: 1) else { continue }
             ran += 1
-            let c = compare(conv2dDirect(x, weights: dw, bias: b, padding: (p, p)), naiveConv(x, wt, b, stride: 1, pad: p),
-                            atol: 1e-4, rtol: 1e-4, name: "direct conv \(i)")
+            let c = compare(
+                conv2dDirect(x, weights: dw, bias: b, padding: (p, p)), naiveConv(x, wt, b, stride: 1, pad: p),
+                atol: 1e-4, rtol: 1e-4, name: "direct conv \(i)")
             XCTAssert(c.ok, c.report)
         }
         if ran == 0 { throw XCTSkip("no AVX-512: the direct convolution kernel is not used on this CPU") }
@@ -94,10 +111,12 @@ final class NaiveReferenceTests: XCTestCase {
     func testWinogradConvMatchesNaive() {
         // Odd output sizes (partial tiles), padding 0–2, batches, more channels than one GEMM K slice,
         // and an image large enough to be split into several tile-row blocks.
-        for (i, (n, ci, h, w, co, p)) in [(2, 5, 13, 9, 7, 1), (3, 40, 8, 8, 33, 1), (1, 17, 7, 12, 9, 0), (2, 3, 5, 4, 6, 2),
-                                          (1, 260, 9, 7, 12, 1), (1, 200, 46, 46, 64, 1),
-                                          // U over 2 MiB on a small map: split by output channel (uneven parts).
-                                          (1, 192, 6, 7, 200, 1)].enumerated() {
+        for (i, (n, ci, h, w, co, p)) in [
+            (2, 5, 13, 9, 7, 1), (3, 40, 8, 8, 33, 1), (1, 17, 7, 12, 9, 0), (2, 3, 5, 4, 6, 2),
+            (1, 260, 9, 7, 12, 1), (1, 200, 46, 46, 64, 1),
+            // U over 2 MiB on a small map: split by output channel (uneven parts).
+            (1, 192, 6, 7, 200, 1)
+        ].enumerated() {
             let x = random([n, ci, h, w], seed: UInt64(400 + i)), wt = random([co, ci, 3, 3], seed: UInt64(500 + i))
             let b = random([co], seed: UInt64(600 + i))
             let y = conv2dWinograd(x, weights: WinogradWeights(convWeight: wt), bias: b, padding: p)
@@ -123,18 +142,28 @@ final class NaiveReferenceTests: XCTestCase {
     func testMaxPoolMatchesNaive() {
         // Windows cut by the padding on every side, a stride that leaves input unread, and ResNet-50's
         // stem pool on enough planes to be split over the workers.
-        for (i, (n, c, h, w, k, s, p)) in [(2, 3, 9, 7, 3, 2, 1), (1, 2, 8, 8, 2, 2, 0), (1, 4, 5, 6, 3, 1, 1), (1, 1, 4, 9, 5, 3, 2),
-                                          (1, 64, 112, 112, 3, 2, 1)].enumerated() {
+        for (i, (n, c, h, w, k, s, p)) in [
+            (2, 3, 9, 7, 3, 2, 1), (1, 2, 8, 8, 2, 2, 0), (1, 4, 5, 6, 3, 1, 1), (1, 1, 4, 9, 5, 3, 2),
+            (1, 64, 112, 112, 3, 2, 1)
+        ].enumerated() {
             let x = random([n, c, h, w], seed: UInt64(700 + i))
             let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1
             let xs = x.scalars
             var ref = [Float](repeating: -.infinity, count: n * c * ho * wo)
-            for plane in 0..<(n * c) { for y in 0..<ho { for xx in 0..<wo { for ky in 0..<k { for kx in 0..<k {
-                let iy = y * s - p + ky, ix = xx * s - p + kx
-                if iy >= 0 && iy < h && ix >= 0 && ix < w {
-                    ref[(plane * ho + y) * wo + xx] = max(ref[(plane * ho + y) * wo + xx], xs[(plane * h + iy) * w + ix])
+            for plane in 0..<(n * c) {
+                for y in 0..<ho {
+                    for xx in 0..<wo {
+                        for ky in 0..<k {
+                            for kx in 0..<k {
+                                let iy = y * s - p + ky, ix = xx * s - p + kx
+                                if iy >= 0 && iy < h && ix >= 0 && ix < w {
+                                    ref[(plane * ho + y) * wo + xx] = max(ref[(plane * ho + y) * wo + xx], xs[(plane * h + iy) * w + ix])
+                                }
+                            }
+                        }
+                    }
                 }
-            } } } } }
+            }
             XCTAssertEqual(maxPool2d(x, kernel: k, stride: s, padding: p).scalars, ref, "max pool \(i)")
         }
     }

@@ -10,8 +10,10 @@ final class OpGoldenTests: XCTestCase {
 
     override func setUpWithError() throws { g = try GoldenFile("ops.safetensors") }
 
-    func check(_ actual: Tensor, _ caseName: String, role: String = "out", atol: Float = 1e-5, rtol: Float = 1e-4,
-               file: StaticString = #filePath, line: UInt = #line) throws {
+    func check(
+        _ actual: Tensor, _ caseName: String, role: String = "out", atol: Float = 1e-5, rtol: Float = 1e-4,
+        file: StaticString = #filePath, line: UInt = #line
+    ) throws {
         let c = compare(actual, try g.tensor(caseName, role), atol: atol, rtol: rtol, name: caseName)
         recordParity(c)
         XCTAssert(c.ok, c.report, file: file, line: line)
@@ -21,8 +23,10 @@ final class OpGoldenTests: XCTestCase {
         for c in ["matmul.4d", "matmul.2d"] {
             try check(matmul(try g.tensor(c, "a"), try g.tensor(c, "b")), c)
         }
-        try check(linear(try g.tensor("linear.bias", "x"), weight: try g.tensor("linear.bias", "w"),
-                         bias: try g.tensor("linear.bias", "b")), "linear.bias")
+        try check(
+            linear(
+                try g.tensor("linear.bias", "x"), weight: try g.tensor("linear.bias", "w"),
+                bias: try g.tensor("linear.bias", "b")), "linear.bias")
         try check(linear(try g.tensor("linear.nobias", "x"), weight: try g.tensor("linear.nobias", "w")), "linear.nobias")
         try check(bmm(try g.tensor("bmm.plain", "a"), try g.tensor("bmm.plain", "b")), "bmm.plain")
         try check(bmm(try g.tensor("bmm.transB", "a"), try g.tensor("bmm.transB", "b"), transposeB: true), "bmm.transB")
@@ -42,25 +46,32 @@ final class OpGoldenTests: XCTestCase {
 
     func testBatchNormAndFolding() throws {
         let c = "convbn"
-        let folded = foldBatchNorm(weight: try g.tensor(c, "w"), bias: try g.tensor(c, "b"), gamma: try g.tensor(c, "gamma"),
-                                   beta: try g.tensor(c, "beta"), runningMean: try g.tensor(c, "mean"),
-                                   runningVar: try g.tensor(c, "var"), eps: 1e-5)
+        let folded = foldBatchNorm(
+            weight: try g.tensor(c, "w"), bias: try g.tensor(c, "b"), gamma: try g.tensor(c, "gamma"),
+            beta: try g.tensor(c, "beta"), runningMean: try g.tensor(c, "mean"),
+            runningVar: try g.tensor(c, "var"), eps: 1e-5)
         try check(conv2d(try g.tensor(c, "x"), weight: folded.weight, bias: folded.bias, padding: (1, 1)), c, atol: 1e-4)
         let b = "batchnorm"
-        try check(batchNorm(try g.tensor(b, "x"), runningMean: try g.tensor(b, "mean"), runningVar: try g.tensor(b, "var"),
-                            weight: try g.tensor(b, "gamma"), bias: try g.tensor(b, "beta"), eps: 1e-5), b)
+        try check(
+            batchNorm(
+                try g.tensor(b, "x"), runningMean: try g.tensor(b, "mean"), runningVar: try g.tensor(b, "var"),
+                weight: try g.tensor(b, "gamma"), bias: try g.tensor(b, "beta"), eps: 1e-5), b)
     }
 
     func testNorms() throws {
         for c in g.cases("groupnorm.") {
             let p = g.params(c)
-            try check(groupNorm(try g.tensor(c, "x"), groups: p["groups"] as! Int, weight: try g.tensor(c, "w"),
-                                bias: try g.tensor(c, "b"), eps: Float(p["eps"] as! Double)), c)
+            try check(
+                groupNorm(
+                    try g.tensor(c, "x"), groups: p["groups"] as! Int, weight: try g.tensor(c, "w"),
+                    bias: try g.tensor(c, "b"), eps: Float(p["eps"] as! Double)), c)
         }
         for c in g.cases("layernorm.") {
             let p = g.params(c)
-            try check(layerNorm(try g.tensor(c, "x"), weight: try g.tensor(c, "w"), bias: try g.tensor(c, "b"),
-                                eps: Float(p["eps"] as! Double)), c)
+            try check(
+                layerNorm(
+                    try g.tensor(c, "x"), weight: try g.tensor(c, "w"), bias: try g.tensor(c, "b"),
+                    eps: Float(p["eps"] as! Double)), c)
         }
     }
 
@@ -79,8 +90,9 @@ final class OpGoldenTests: XCTestCase {
         for c in g.cases("attn.") {
             let p = g.params(c)
             let mask = g.has(c, "mask") ? try g.tensor(c, "mask") : nil
-            let y = attention(q: try g.tensor(c, "q"), k: try g.tensor(c, "k"), v: try g.tensor(c, "v"),
-                              heads: p["heads"] as! Int, causal: (p["causal"] as? Bool) ?? false, keyMask: mask)
+            let y = attention(
+                q: try g.tensor(c, "q"), k: try g.tensor(c, "k"), v: try g.tensor(c, "v"),
+                heads: p["heads"] as! Int, causal: (p["causal"] as? Bool) ?? false, keyMask: mask)
             try check(y, c)
         }
     }
@@ -89,8 +101,10 @@ final class OpGoldenTests: XCTestCase {
         try check(upsampleNearest2x(try g.tensor("upsample2x", "x")), "upsample2x", atol: 0, rtol: 0)
         for c in g.cases("avgpool.") {
             let p = g.params(c)
-            try check(avgPool2d(try g.tensor(c, "x"), kernel: p["kernel"] as! Int, stride: p["stride"] as? Int,
-                                padding: p["padding"] as! Int), c, atol: 1e-6)
+            try check(
+                avgPool2d(
+                    try g.tensor(c, "x"), kernel: p["kernel"] as! Int, stride: p["stride"] as? Int,
+                    padding: p["padding"] as! Int), c, atol: 1e-6)
         }
         try check(globalAvgPool(try g.tensor("gap", "x")), "gap", atol: 1e-6)
         try check(embedding(try g.integers("embedding", "ids"), table: try g.tensor("embedding", "table")), "embedding", atol: 0, rtol: 0)

@@ -37,8 +37,9 @@ public struct Comparison: CustomStringConvertible {
 
 public func compare(_ actual: Tensor, _ expected: Tensor, atol: Float, rtol: Float, name: String = "") -> Comparison {
     guard actual.shape == expected.shape else {
-        return Comparison(ok: false, maxAbs: .infinity, maxRel: .infinity, failures: -1,
-                          report: "\(name): shape \(actual.shape) != expected \(expected.shape)")
+        return Comparison(
+            ok: false, maxAbs: .infinity, maxRel: .infinity, failures: -1,
+            report: "\(name): shape \(actual.shape) != expected \(expected.shape)")
     }
     let a = actual.scalars, e = expected.scalars
     var maxAbs: Float = 0, maxRel: Float = 0, failures = 0
@@ -80,7 +81,8 @@ public final class GoldenFile {
 
     public func params(_ caseName: String) -> [String: Any] {
         guard let s = file.metadata[caseName], let d = s.data(using: .utf8),
-              let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any] else { return [:] }
+            let obj = try? JSONSerialization.jsonObject(with: d) as? [String: Any]
+        else { return [:] }
         return obj
     }
 

@@ -52,7 +52,7 @@ import torch
 from PIL import Image
 
 from lgaptools import cifar, classifiers, diffpurify, locations, trainloop
-from lgaptools.diffpurify import ensemble_loss, ensemble_probs
+from lgaptools.diffpurify import ensemble_log_probs, ensemble_loss
 
 RESUME_IGNORES = {"out", "device", "no_checkpoint", "check_grad"}
 
@@ -81,10 +81,10 @@ class Threat:
         return self.purifier.draw_noise(seeds, self.settings, self.purifier.noise_shape(x.shape[2:]))
 
     def loss(self, x, y, cond, seeds):
-        """Per-image attack loss and mean probabilities for one purification sample (differentiable in x)."""
+        """Per-image attack loss and log mean probabilities for one purification sample (differentiable in x)."""
         purified = self.purifier.purify(x, cond, self.noise(seeds, x), self.settings, self.uncond)
-        probs = ensemble_probs(self.net, purified, self.settings.ensemble)
-        return ensemble_loss(probs, y), probs
+        log_probs = ensemble_log_probs(self.net, purified, self.settings.ensemble)
+        return ensemble_loss(log_probs, y), log_probs
 
     def caption_states(self, x):
         caps = self.captioner.captions(x)
@@ -117,11 +117,11 @@ def defence_gradient(th, adv, y, seed_sets):
     _, cond = th.caption_states(adv)
     for seeds in seed_sets:
         a = adv.clone().requires_grad_(True)
-        loss, probs = th.loss(a, y, cond, seeds)
+        loss, log_probs = th.loss(a, y, cond, seeds)
         g, = torch.autograd.grad(loss.sum(), a)
         grad += g
         loss_sum += loss.detach()
-        correct += (probs.argmax(1) == y).float()
+        correct += (log_probs.argmax(1) == y).float()
     return grad, loss_sum / len(seed_sets), correct / len(seed_sets)
 
 
@@ -171,8 +171,8 @@ def evaluate(th, q, y, args, gen):
     undefended = th.net(q).argmax(1)
     preds, losses = [], []
     for _ in range(args.eval_samples):
-        loss, probs = th.loss(q, y, cond, draw_seeds(gen, len(q)))
-        preds.append(probs.argmax(1))
+        loss, log_probs = th.loss(q, y, cond, draw_seeds(gen, len(q)))
+        preds.append(log_probs.argmax(1))
         losses.append(loss)
     preds, losses = torch.stack(preds, 1), torch.stack(losses, 1)
     return caps, undefended, preds, losses
@@ -268,20 +268,21 @@ def process_batch(th, args, out, progress, bstart, b, data):
         save_pngs(out, adv, b, images, labels, names)
     elif (out / "state.pt").exists() and torch.load(out / "state.pt")["bstart"] == bstart:
         hist = torch.load(out / "state.pt")["history"]
-    t_attack = time.time() - t0
+    t_attack = sum(h["seconds"] for h in hist) if hist else time.time() - t0  # PGD steps only, across resumes
+    t1 = time.time()
     q = load_pngs(out, b, labels, names).to(th.device)  # the saved 8-bit images, re-read
     egen = torch.Generator().manual_seed(batch_seed(args.seed, 1, bstart))
     caps, undefended, preds, losses = evaluate(th, q, y, args, egen)
     with torch.no_grad():
         clean_pred = th.net(x).argmax(1)
     recs = image_records(th, b, names, y, caps, undefended, preds, losses, clean_pred, hist, targets)
-    progress["batches"][str(bstart)] = dict(images=recs, attack_seconds=t_attack, eval_seconds=time.time() - t0 - t_attack,
+    t_eval = time.time() - t1
+    progress["batches"][str(bstart)] = dict(images=recs, attack_seconds=t_attack, eval_seconds=t_eval,
                                             attack_steps_run=len(hist))
     write_json(out / "progress.json", progress)
     acc = float((preds == y[:, None]).float().mean())
     print(f"batch {bstart}: saved; defended acc on saved images {acc:.3f} over {args.eval_samples} samples, "
-          f"undefended {float((undefended == y).float().mean()):.3f} (attack {t_attack:.0f} s, "
-          f"eval {time.time() - t0 - t_attack:.0f} s)", flush=True)
+          f"undefended {float((undefended == y).float().mean()):.3f} (attack {t_attack:.0f} s, eval {t_eval:.0f} s)", flush=True)
 
 
 # Report ---------------------------------------------------------------------------------------------
@@ -472,6 +473,7 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     config = dict(vars(args), pack=str(args.pack), classifier=str(th.classifier_path), purification=th.settings.as_dict())
     progress = open_progress(out, config)
+    write_json(out / "progress.json", progress)  # records the configuration before any state.pt exists
     idx = cifar.even_indices(args.n, len(images), args.offset)
     print(f"{args.mode} PGD-EOT on {len(idx)} images, purification {th.settings.as_dict()}, writing {out}", flush=True)
     for bstart in range(0, len(idx), args.batch):

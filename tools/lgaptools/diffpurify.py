@@ -14,6 +14,7 @@ with pack.json's captioning settings) plus a differentiable teacher-forced loss 
 `mentioned` is JobProcessing's ConsistencyCheck.mentioned (whole-word class names and synonyms).
 """
 import json
+import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -175,15 +176,18 @@ class DiffPurifier:
         return out
 
 
-def ensemble_probs(net, purified, k):
-    """EnsembleVote: the mean of the classifier's softmax probabilities over each image's K copies → [B, C]."""
-    p = F.softmax(net(purified), dim=1)
-    return p.view(-1, k, p.shape[1]).mean(dim=1)
+def ensemble_log_probs(net, purified, k):
+    """EnsembleVote in log space: log of the mean of the classifier's softmax probabilities over each
+    image's K copies → [B, C], as logsumexp_k log_softmax − log K. exp() of it is EnsembleVote's mean;
+    computing log(mean(softmax)) directly would round p_y to exactly 1 for confident images in float32
+    and lose the gradient (it would be exactly 0), which this form keeps."""
+    logp = F.log_softmax(net(purified), dim=1)
+    return torch.logsumexp(logp.view(-1, k, logp.shape[1]), dim=1) - math.log(k)
 
 
-def ensemble_loss(mean_probs, y):
+def ensemble_loss(mean_log_probs, y):
     """Per-image cross-entropy of log(mean probabilities) against the true label → [B]."""
-    return F.nll_loss(mean_probs.clamp_min(1e-30).log(), y, reduction="none")
+    return F.nll_loss(mean_log_probs, y, reduction="none")
 
 
 def mentioned(caption, classes, synonyms):

@@ -1,5 +1,5 @@
 """Where lgap's tools find things, from environment variables with portable defaults (the Python side
-of Sources/Service/Locations.swift; README "Locations"):
+of Sources/Locations/Locations.swift; README "Locations"):
 
   LGAP_DATA    a folder laid out like ../shared (data/cifar10, data/tokenizers, models/resnet-cifar);
                default $XDG_DATA_HOME/lgap when it holds data/, else ../shared beside the repository

@@ -25,8 +25,9 @@ struct BeamSearchScorer {
         self.eosTokenId = eosTokenId
         self.promptLength = promptLength
         self.maxLength = maxLength
-        hypotheses = BeamHypotheses(numBeams: numBeams, lengthPenalty: lengthPenalty, earlyStopping: earlyStopping,
-                                    maxLength: maxLength)
+        hypotheses = BeamHypotheses(
+            numBeams: numBeams, lengthPenalty: lengthPenalty, earlyStopping: earlyStopping,
+            maxLength: maxLength)
     }
 
     /// process(): `candidates` are the best 2·numBeams continuations over all beams, best first;
@@ -46,8 +47,9 @@ struct BeamSearchScorer {
             if next.count == numBeams { break }
         }
         precondition(next.count == numBeams, "beam search: fewer than \(numBeams) candidates besides [SEP]")
-        isDone = hypotheses.isDone(bestSumLogprobs: Double(candidates[0].score), currentLength: currentLength,
-                                   promptLength: promptLength)
+        isDone = hypotheses.isDone(
+            bestSumLogprobs: Double(candidates[0].score), currentLength: currentLength,
+            promptLength: promptLength)
         return next
     }
 

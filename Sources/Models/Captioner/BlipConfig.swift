@@ -128,8 +128,9 @@ public struct BlipConfig: Codable, Sendable, Equatable {
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(textConfig: try c.value(.textConfig, default: BlipTextConfig()),
-                  visionConfig: try c.value(.visionConfig, default: BlipVisionConfig()))
+        self.init(
+            textConfig: try c.value(.textConfig, default: BlipTextConfig()),
+            visionConfig: try c.value(.visionConfig, default: BlipVisionConfig()))
     }
 
     /// Reads and checks `folder/config.json`.

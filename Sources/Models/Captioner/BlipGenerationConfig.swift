@@ -114,9 +114,11 @@ public struct GenerationOptions: Sendable, Equatable {
     /// Text the caption must start with ("a picture of"); it is removed from `Caption.text`.
     public var prompt: String?
 
-    public init(numBeams: Int? = nil, maxLength: Int? = nil, maxNewTokens: Int? = nil, minLength: Int? = nil,
-                lengthPenalty: Double? = nil, earlyStopping: EarlyStopping? = nil, repetitionPenalty: Float? = nil,
-                prompt: String? = nil) {
+    public init(
+        numBeams: Int? = nil, maxLength: Int? = nil, maxNewTokens: Int? = nil, minLength: Int? = nil,
+        lengthPenalty: Double? = nil, earlyStopping: EarlyStopping? = nil, repetitionPenalty: Float? = nil,
+        prompt: String? = nil
+    ) {
         self.numBeams = numBeams
         self.maxLength = maxLength
         self.maxNewTokens = maxNewTokens

@@ -32,14 +32,14 @@ struct BlipGenerator {
     func greedy(imageEmbeds: Tensor, prefix: [Int], settings s: GenerationSettings) -> [GeneratedSequence] {
         let n = imageEmbeds.shape[0]
         var sequences = Array(repeating: prefix, count: n)
-        var active = Array(0..<n)                      // image of each batch row
-        var memory = decoder.memory(imageEmbeds)       // per layer [rows, Lm, C]
+        var active = Array(0..<n)  // image of each batch row
+        var memory = decoder.memory(imageEmbeds)  // per layer [rows, Lm, C]
         var cache: DecoderCache?
         var parents: [Int] = []
         var stepIDs = Array(Array(repeating: prefix, count: n).joined())
         while !active.isEmpty {
             let (hidden, grown) = decoder.step(stepIDs, rows: active.count, cache: cache, parents: parents, memory: memory)
-            var logits = decoder.lastLogits(hidden).scalars   // [rows, V]
+            var logits = decoder.lastLogits(hidden).scalars  // [rows, V]
             let v = decoder.config.vocabSize
             var survivors: [Int] = []
             stepIDs = []
@@ -70,13 +70,15 @@ struct BlipGenerator {
 
     func beamSearch(imageEmbeds: Tensor, prefix: [Int], settings s: GenerationSettings) -> [GeneratedSequence] {
         let n = imageEmbeds.shape[0], beams = s.numBeams, v = decoder.config.vocabSize
-        var scorers = Array(repeating: BeamSearchScorer(numBeams: beams, lengthPenalty: s.lengthPenalty,
-                                                        earlyStopping: s.earlyStopping, maxLength: s.maxLength,
-                                                        eosTokenId: s.eosTokenId, promptLength: prefix.count), count: n)
+        var scorers = Array(
+            repeating: BeamSearchScorer(
+                numBeams: beams, lengthPenalty: s.lengthPenalty,
+                earlyStopping: s.earlyStopping, maxLength: s.maxLength,
+                eosTokenId: s.eosTokenId, promptLength: prefix.count), count: n)
         var results = [GeneratedSequence?](repeating: nil, count: n)
         let memoryAll = decoder.memory(imageEmbeds)
         var memory = memoryAll
-        var active = Array(0..<n)          // images still searching, `beams` consecutive rows each
+        var active = Array(0..<n)  // images still searching, `beams` consecutive rows each
         // Each beam row: its sequence, running score, and the row of the step batch whose logits it
         // reads. The first step runs one row per image that all its beams read; only beam 0 starts
         // at 0 (the others at −1e9), so the first choices all come from it and differ.
@@ -89,12 +91,12 @@ struct BlipGenerator {
         var stepRows = n
         while true {
             let (hidden, grown) = decoder.step(stepIDs, rows: stepRows, cache: cache, parents: parents, memory: memory)
-            let logits = decoder.lastLogits(hidden).scalars   // [stepRows, V]
+            let logits = decoder.lastLogits(hidden).scalars  // [stepRows, V]
             var nextRows: [(ids: [Int], score: Float, source: Int)] = []
             var nextActive: [Int] = []
             for (slot, image) in active.enumerated() {
                 let beamRows = Array(rows[(slot * beams)..<((slot + 1) * beams)])
-                let scores = beamScores(logits, vocab: v, beams: beamRows, settings: s)   // [beams · V]
+                let scores = beamScores(logits, vocab: v, beams: beamRows, settings: s)  // [beams · V]
                 let candidates = topK(scores, 2 * beams).map { BeamCandidate(score: scores[$0], token: $0 % v, beam: $0 / v) }
                 let next = scorers[image].process(candidates, sequences: beamRows.map(\.ids))
                 if scorers[image].isDone {
@@ -133,8 +135,10 @@ struct BlipGenerator {
 
     /// Scores of every (beam, token) of one image: processed log-probabilities plus the beam's score,
     /// in float32 as transformers adds them → [beams · V].
-    func beamScores(_ logits: [Float], vocab v: Int, beams: [(ids: [Int], score: Float, source: Int)],
-                    settings s: GenerationSettings) -> [Float] {
+    func beamScores(
+        _ logits: [Float], vocab v: Int, beams: [(ids: [Int], score: Float, source: Int)],
+        settings s: GenerationSettings
+    ) -> [Float] {
         var scores = [Float](repeating: 0, count: beams.count * v)
         scores.withUnsafeMutableBufferPointer { buf in
             logits.withUnsafeBufferPointer { src in

@@ -17,7 +17,7 @@ public struct BlipImageProcessor: Sendable {
         public var rescaleFactor = 1.0 / 255.0
         public var doNormalize = true
         public var imageMean: [Float] = [0.48145466, 0.4578275, 0.40821073]  // OPENAI_CLIP_MEAN
-        public var imageStd: [Float] = [0.26862954, 0.26130258, 0.27577711]   // OPENAI_CLIP_STD
+        public var imageStd: [Float] = [0.26862954, 0.26130258, 0.27577711]  // OPENAI_CLIP_STD
         /// Our images are always 8-bit RGB already, so this is a no-op kept for completeness.
         public var doConvertRGB = true
 

@@ -20,8 +20,9 @@ struct BlipTextEmbeddings {
 
     init(_ w: WeightScope, config: BlipTextConfig) throws {
         wordEmbeddings = try Embedding(w.scope("word_embeddings"), count: config.vocabSize, dim: config.hiddenSize)
-        positionEmbeddings = try Embedding(w.scope("position_embeddings"), count: config.maxPositionEmbeddings,
-                                           dim: config.hiddenSize)
+        positionEmbeddings = try Embedding(
+            w.scope("position_embeddings"), count: config.maxPositionEmbeddings,
+            dim: config.hiddenSize)
         layerNorm = try LayerNorm(w.scope("LayerNorm"), dim: config.hiddenSize, eps: config.layerNormEps)
         // A non-persistent buffer that older exports still carry.
         w.store.ignore { $0 == w.key("position_ids") }
@@ -64,10 +65,12 @@ struct BlipTextAttention {
     /// (one past row per x row). Returns the output and the grown cache [R, T + L, C].
     func selfAttention(_ x: Tensor, past: KeyValue?, parents: [Int]) -> (Tensor, KeyValue) {
         let fresh = project(x)
-        let kv = past.map {
-            KeyValue(keys: gatherAppend($0.keys, rows: parents, fresh.keys),
-                     values: gatherAppend($0.values, rows: parents, fresh.values))
-        } ?? fresh
+        let kv =
+            past.map {
+                KeyValue(
+                    keys: gatherAppend($0.keys, rows: parents, fresh.keys),
+                    values: gatherAppend($0.values, rows: parents, fresh.values))
+            } ?? fresh
         let context = attention(q: query(x), k: kv.keys, v: kv.values, heads: heads, causal: true)
         return (outputNorm(outputDense(context) + x), kv)
     }
@@ -77,7 +80,7 @@ struct BlipTextAttention {
     func crossAttention(_ x: Tensor, memory: KeyValue) -> Tensor {
         let r = x.shape[0], l = x.shape[1], c = x.shape[2], n = memory.keys.shape[0]
         precondition(r % n == 0, "cross-attention: \(r) rows for \(n) images")
-        let q = query(x).reshaped([n, (r / n) * l, c])                        // [N, g·L, C]
+        let q = query(x).reshaped([n, (r / n) * l, c])  // [N, g·L, C]
         let context = attention(q: q, k: memory.keys, v: memory.values, heads: heads).reshaped([r, l, c])
         return outputNorm(outputDense(context) + x)
     }
@@ -95,10 +98,12 @@ struct BlipTextLayer {
     init(_ w: WeightScope, config: BlipTextConfig, activation: Activation) throws {
         attention = try BlipTextAttention(w.scope("attention"), config: config, keyInput: config.hiddenSize)
         crossAttention = try BlipTextAttention(w.scope("crossattention"), config: config, keyInput: config.encoderHiddenSize)
-        intermediate = try Linear(w.scope("intermediate").scope("dense"), inFeatures: config.hiddenSize,
-                                  outFeatures: config.intermediateSize)
-        output = try Linear(w.scope("output").scope("dense"), inFeatures: config.intermediateSize,
-                            outFeatures: config.hiddenSize)
+        intermediate = try Linear(
+            w.scope("intermediate").scope("dense"), inFeatures: config.hiddenSize,
+            outFeatures: config.intermediateSize)
+        output = try Linear(
+            w.scope("output").scope("dense"), inFeatures: config.intermediateSize,
+            outFeatures: config.hiddenSize)
         outputNorm = try LayerNorm(w.scope("output").scope("LayerNorm"), dim: config.hiddenSize, eps: config.layerNormEps)
         self.activation = activation
     }
@@ -170,8 +175,9 @@ public struct BlipTextDecoder: Sendable {
         embeddings = try BlipTextEmbeddings(bert.scope("embeddings"), config: config)
         let encoder = bert.scope("encoder").scope("layer")
         layers = try (0..<config.numHiddenLayers).map { try BlipTextLayer(encoder.scope($0), config: config, activation: act) }
-        head = try BlipTextLMHead(w.scope("cls").scope("predictions"), config: config, activation: act,
-                                  wordEmbeddings: embeddings.wordEmbeddings.weight)
+        head = try BlipTextLMHead(
+            w.scope("cls").scope("predictions"), config: config, activation: act,
+            wordEmbeddings: embeddings.wordEmbeddings.weight)
     }
 
     /// Cross-attention keys/values of the image embeddings [N, Lm, Cv], one per layer.
@@ -203,8 +209,9 @@ public struct BlipTextDecoder: Sendable {
     /// image embeddings [B, Lm, Cv] → [B, L, V].
     public func logits(inputIDs: [[Int]], imageEmbeds: Tensor) -> Tensor {
         let rows = inputIDs.count
-        precondition(rows == imageEmbeds.shape[0] && Set(inputIDs.map(\.count)).count == 1,
-                     "logits: \(rows) equal-length rows and as many images needed")
+        precondition(
+            rows == imageEmbeds.shape[0] && Set(inputIDs.map(\.count)).count == 1,
+            "logits: \(rows) equal-length rows and as many images needed")
         let (h, _) = step(inputIDs.flatMap { $0 }, rows: rows, cache: nil, parents: [], memory: memory(imageEmbeds))
         return head(h)
     }
@@ -216,12 +223,14 @@ func gatherRows(_ x: Tensor, _ rows: [Int]) -> Tensor {
     var shape = x.shape
     shape[0] = rows.count
     let out = Tensor(uninitialized: shape)
-    x.withData { src in out.withFreshData { dst in
-        for (i, r) in rows.enumerated() {
-            precondition(r >= 0 && r < x.shape[0], "gatherRows: row \(r) of \(x.shape[0])")
-            (dst + i * inner).update(from: src + r * inner, count: inner)
+    x.withData { src in
+        out.withFreshData { dst in
+            for (i, r) in rows.enumerated() {
+                precondition(r >= 0 && r < x.shape[0], "gatherRows: row \(r) of \(x.shape[0])")
+                (dst + i * inner).update(from: src + r * inner, count: inner)
+            }
         }
-    } }
+    }
     return out
 }
 
@@ -231,12 +240,16 @@ func gatherAppend(_ past: Tensor, rows: [Int], _ new: Tensor) -> Tensor {
     let t = past.shape[1], c = past.shape[2], r = new.shape[0], l = new.shape[1]
     precondition(rows.count == r && new.shape[2] == c, "gatherAppend: \(rows.count) rows for \(new.shape), past \(past.shape)")
     let out = Tensor(uninitialized: [r, t + l, c])
-    past.withData { pp in new.withData { np in out.withFreshData { op in
-        for (i, p) in rows.enumerated() {
-            precondition(p >= 0 && p < past.shape[0], "gatherAppend: row \(p) of \(past.shape[0])")
-            (op + i * (t + l) * c).update(from: pp + p * t * c, count: t * c)
-            (op + (i * (t + l) + t) * c).update(from: np + i * l * c, count: l * c)
+    past.withData { pp in
+        new.withData { np in
+            out.withFreshData { op in
+                for (i, p) in rows.enumerated() {
+                    precondition(p >= 0 && p < past.shape[0], "gatherAppend: row \(p) of \(past.shape[0])")
+                    (op + i * (t + l) * c).update(from: pp + p * t * c, count: t * c)
+                    (op + (i * (t + l) + t) * c).update(from: np + i * l * c, count: l * c)
+                }
+            }
         }
-    } } }
+    }
     return out
 }

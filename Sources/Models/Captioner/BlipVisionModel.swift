@@ -7,15 +7,16 @@ import Tensor
 /// BlipVisionEmbeddings: conv patches, class token in front, positions added.
 struct BlipVisionEmbeddings {
     let patchEmbedding: Conv2d
-    let classEmbedding: Tensor      // [1, 1, C]
-    let positionEmbedding: Tensor   // [1, 1 + patches, C]
+    let classEmbedding: Tensor  // [1, 1, C]
+    let positionEmbedding: Tensor  // [1, 1 + patches, C]
     let hiddenSize: Int
 
     init(_ w: WeightScope, config: BlipVisionConfig) throws {
         let c = config.hiddenSize
         hiddenSize = c
-        patchEmbedding = try Conv2d(w.scope("patch_embedding"), inChannels: 3, outChannels: c,
-                                    kernel: config.patchSize, stride: config.patchSize)
+        patchEmbedding = try Conv2d(
+            w.scope("patch_embedding"), inChannels: 3, outChannels: c,
+            kernel: config.patchSize, stride: config.patchSize)
         classEmbedding = try w.tensor("class_embedding", shape: [1, 1, c])
         positionEmbedding = try w.tensor("position_embedding", shape: [1, config.gridSize * config.gridSize + 1, c])
     }
@@ -23,13 +24,14 @@ struct BlipVisionEmbeddings {
     /// pixels [B, 3, H, W] → [B, 1 + patches, C]
     func callAsFunction(_ pixels: Tensor) -> Tensor {
         let b = pixels.shape[0], c = hiddenSize
-        let patches = patchEmbedding(pixels)                                  // [B, C, gh, gw]
+        let patches = patchEmbedding(pixels)  // [B, C, gh, gw]
         let n = patches.shape[2] * patches.shape[3]
-        precondition(n + 1 <= positionEmbedding.shape[1],
-                     "BLIP vision: \(n) patches but only \(positionEmbedding.shape[1] - 1) positions")
-        let tokens = permute(patches.reshaped([b, c, n]), [0, 2, 1])          // [B, N, C]
+        precondition(
+            n + 1 <= positionEmbedding.shape[1],
+            "BLIP vision: \(n) patches but only \(positionEmbedding.shape[1] - 1) positions")
+        let tokens = permute(patches.reshaped([b, c, n]), [0, 2, 1])  // [B, N, C]
         let cls = concat(Array(repeating: classEmbedding, count: b), axis: 0)  // [B, 1, C]
-        let embeddings = concat([cls, tokens], axis: 1)                        // [B, 1 + N, C]
+        let embeddings = concat([cls, tokens], axis: 1)  // [B, 1 + N, C]
         // transformers adds position_embedding[:, :1 + N] (all of it at the configured image size).
         return embeddings + narrow(positionEmbedding, axis: 1, start: 0, length: n + 1)
     }
@@ -52,10 +54,11 @@ struct BlipVisionAttention {
     /// x [B, L, C] → [B, L, C]
     func callAsFunction(_ x: Tensor) -> Tensor {
         // qkv reshapes to [B, L, 3, H, D]: q, k and v are consecutive C-wide column blocks.
-        let parts = split(qkv(x), sizes: [dim, dim, dim], axis: 2)            // 3 × [B, L, H·D]
+        let parts = split(qkv(x), sizes: [dim, dim, dim], axis: 2)  // 3 × [B, L, H·D]
         let headDim = dim / heads
-        let context = attention(q: parts[0], k: parts[1], v: parts[2], heads: heads,
-                                scale: 1 / Float(headDim).squareRoot())
+        let context = attention(
+            q: parts[0], k: parts[1], v: parts[2], heads: heads,
+            scale: 1 / Float(headDim).squareRoot())
         return projection(context)
     }
 }

@@ -48,8 +48,10 @@ public struct Captioner: Sendable {
         if processor.config.doResize {
             let p = config.visionConfig.patchSize, grid = config.visionConfig.gridSize
             guard (processor.config.height / p) * (processor.config.width / p) <= grid * grid else {
-                throw ModelError.badConfig((folder as NSString).appendingPathComponent("preprocessor_config.json"),
-                                           "size \(processor.config.height)×\(processor.config.width) gives more patches than the vision model's \(config.visionConfig.imageSize)×\(config.visionConfig.imageSize)")
+                throw ModelError.badConfig(
+                    (folder as NSString).appendingPathComponent("preprocessor_config.json"),
+                    "size \(processor.config.height)×\(processor.config.width) gives more patches than the vision model's \(config.visionConfig.imageSize)×\(config.visionConfig.imageSize)"
+                )
             }
         }
     }
@@ -64,13 +66,15 @@ public struct Captioner: Sendable {
     public func caption(pixelValues: Tensor, options: GenerationOptions = .init()) throws -> [Caption] {
         let imageEmbeds = try imageEmbeddings(pixelValues: pixelValues)
         let prefix = promptPrefix(options.prompt)
-        let settings = try GenerationSettings(explicit: options.asConfig, defaults: generationDefaults,
-                                              text: config.textConfig, promptLength: prefix.count)
+        let settings = try GenerationSettings(
+            explicit: options.asConfig, defaults: generationDefaults,
+            text: config.textConfig, promptLength: prefix.count)
         let generated = BlipGenerator(decoder: decoder).generate(imageEmbeds: imageEmbeds, prefix: prefix, settings: settings)
         let promptText = tokenizer.decode(prefix)
         return generated.map { sequence in
-            Caption(text: removingPrompt(promptText, from: tokenizer.decode(sequence.ids)), tokenIDs: sequence.ids,
-                    score: sequence.score)
+            Caption(
+                text: removingPrompt(promptText, from: tokenizer.decode(sequence.ids)), tokenIDs: sequence.ids,
+                score: sequence.score)
         }
     }
 
@@ -90,7 +94,8 @@ public struct Captioner: Sendable {
         }
         let patches = (pixelValues.shape[2] / v.patchSize) * (pixelValues.shape[3] / v.patchSize)
         guard patches >= 1, patches <= v.gridSize * v.gridSize else {
-            throw ModelError.badInput("pixel_values \(pixelValues.shape[2])×\(pixelValues.shape[3]) do not fit the vision model's \(v.imageSize)×\(v.imageSize) positions")
+            throw ModelError.badInput(
+                "pixel_values \(pixelValues.shape[2])×\(pixelValues.shape[3]) do not fit the vision model's \(v.imageSize)×\(v.imageSize) positions")
         }
         return vision(pixelValues)
     }

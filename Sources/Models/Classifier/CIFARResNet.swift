@@ -11,10 +11,14 @@ struct CIFARBasicBlock: Sendable {
     let pad: Int
 
     init(_ w: WeightScope, inPlanes: Int, planes: Int, stride: Int) throws {
-        conv1 = try Conv2d(w.scope("conv1"), inChannels: inPlanes, outChannels: planes, kernel: 3, stride: stride,
-                           padding: 1, bias: false).foldingBatchNorm(w.scope("bn1"))
-        conv2 = try Conv2d(w.scope("conv2"), inChannels: planes, outChannels: planes, kernel: 3, padding: 1,
-                           bias: false).foldingBatchNorm(w.scope("bn2"))
+        conv1 = try Conv2d(
+            w.scope("conv1"), inChannels: inPlanes, outChannels: planes, kernel: 3, stride: stride,
+            padding: 1, bias: false
+        ).foldingBatchNorm(w.scope("bn1"))
+        conv2 = try Conv2d(
+            w.scope("conv2"), inChannels: planes, outChannels: planes, kernel: 3, padding: 1,
+            bias: false
+        ).foldingBatchNorm(w.scope("bn2"))
         downsample = stride != 1 || inPlanes != planes
         pad = planes / 4
     }
@@ -45,10 +49,11 @@ public struct CIFARResNet: ClassifierNetwork {
         var stages: [[CIFARBasicBlock]] = []
         for (s, planes) in widths.enumerated() {
             let layer = w.scope("layer\(s + 1)")
-            stages.append(try (0..<n).map { i in
-                defer { inPlanes = planes }
-                return try CIFARBasicBlock(layer.scope(i), inPlanes: inPlanes, planes: planes, stride: i == 0 && s > 0 ? 2 : 1)
-            })
+            stages.append(
+                try (0..<n).map { i in
+                    defer { inPlanes = planes }
+                    return try CIFARBasicBlock(layer.scope(i), inPlanes: inPlanes, planes: planes, stride: i == 0 && s > 0 ? 2 : 1)
+                })
         }
         self.stages = stages
         head = try Linear(w.scope("linear"), inFeatures: widths[2], outFeatures: config.numClasses)

@@ -68,7 +68,8 @@ public final class ImageClassifier: Sendable {
             // torchvision Resize(int): the shorter side becomes resize_to, the other keeps the aspect
             // ratio (truncated); CenterCrop rounds the offsets half to even, as Python's round().
             let size = config.resize.resizeTo ?? max(h, w)
-            let (rw, rh) = image.width <= image.height
+            let (rw, rh) =
+                image.width <= image.height
                 ? (size, Int(Double(size) * Double(image.height) / Double(image.width)))
                 : (Int(Double(size) * Double(image.width) / Double(image.height)), size)
             let r = (rw, rh) == (image.width, image.height) ? image : PILResample.resize(image, width: rw, height: rh, filter: filter)

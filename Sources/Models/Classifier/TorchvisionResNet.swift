@@ -5,7 +5,7 @@ import NN
 import Tensor
 
 struct TorchvisionBlock: Sendable {
-    let convs: [Conv2d]      // conv1..conv3 (bottleneck) or conv1..conv2 (basic), batch norms folded
+    let convs: [Conv2d]  // conv1..conv3 (bottleneck) or conv1..conv2 (basic), batch norms folded
     let downsample: Conv2d?  // downsample.0 → downsample.1 folded
 
     init(_ w: WeightScope, inPlanes: Int, planes: Int, stride: Int, bottleneck: Bool, widthPerGroup: Int) throws {
@@ -14,16 +14,19 @@ struct TorchvisionBlock: Sendable {
             let width = planes * widthPerGroup / 64
             convs = [
                 try Conv2d(w.scope("conv1"), inChannels: inPlanes, outChannels: width, kernel: 1, bias: false).foldingBatchNorm(w.scope("bn1")),
-                try Conv2d(w.scope("conv2"), inChannels: width, outChannels: width, kernel: 3, stride: stride, padding: 1, bias: false).foldingBatchNorm(w.scope("bn2")),
-                try Conv2d(w.scope("conv3"), inChannels: width, outChannels: planes * 4, kernel: 1, bias: false).foldingBatchNorm(w.scope("bn3")),
+                try Conv2d(w.scope("conv2"), inChannels: width, outChannels: width, kernel: 3, stride: stride, padding: 1, bias: false).foldingBatchNorm(
+                    w.scope("bn2")),
+                try Conv2d(w.scope("conv3"), inChannels: width, outChannels: planes * 4, kernel: 1, bias: false).foldingBatchNorm(w.scope("bn3"))
             ]
         } else {
             convs = [
-                try Conv2d(w.scope("conv1"), inChannels: inPlanes, outChannels: planes, kernel: 3, stride: stride, padding: 1, bias: false).foldingBatchNorm(w.scope("bn1")),
-                try Conv2d(w.scope("conv2"), inChannels: planes, outChannels: planes, kernel: 3, padding: 1, bias: false).foldingBatchNorm(w.scope("bn2")),
+                try Conv2d(w.scope("conv1"), inChannels: inPlanes, outChannels: planes, kernel: 3, stride: stride, padding: 1, bias: false).foldingBatchNorm(
+                    w.scope("bn1")),
+                try Conv2d(w.scope("conv2"), inChannels: planes, outChannels: planes, kernel: 3, padding: 1, bias: false).foldingBatchNorm(w.scope("bn2"))
             ]
         }
-        downsample = (stride != 1 || inPlanes != planes * expansion)
+        downsample =
+            (stride != 1 || inPlanes != planes * expansion)
             ? try Conv2d(w.scope("downsample.0"), inChannels: inPlanes, outChannels: planes * expansion, kernel: 1, stride: stride, bias: false)
                 .foldingBatchNorm(w.scope("downsample.1"))
             : nil
@@ -47,13 +50,14 @@ public struct TorchvisionResNet: ClassifierNetwork {
     let fc: Linear
 
     public init(_ w: WeightScope, config: ClassifierConfig) throws {
-        let (standard, bottleneck): ([Int], Bool) = switch config.depth {
-        case 18: ([2, 2, 2, 2], false)
-        case 34: ([3, 4, 6, 3], false)
-        case 50: ([3, 4, 6, 3], true)
-        case 101: ([3, 4, 23, 3], true)
-        default: ([3, 8, 36, 3], true)
-        }
+        let (standard, bottleneck): ([Int], Bool) =
+            switch config.depth {
+            case 18: ([2, 2, 2, 2], false)
+            case 34: ([3, 4, 6, 3], false)
+            case 50: ([3, 4, 6, 3], true)
+            case 101: ([3, 4, 23, 3], true)
+            default: ([3, 8, 36, 3], true)
+            }
         let counts = config.layers ?? standard
         stem = try Conv2d(w.scope("conv1"), inChannels: 3, outChannels: 64, kernel: 7, stride: 2, padding: 3, bias: false)
             .foldingBatchNorm(w.scope("bn1"))
@@ -62,9 +66,11 @@ public struct TorchvisionResNet: ClassifierNetwork {
         for (s, count) in counts.enumerated() {
             let planes = 64 << s
             for i in 0..<count {
-                blocks.append(try TorchvisionBlock(w.scope("layer\(s + 1)").scope(i), inPlanes: inPlanes, planes: planes,
-                                                   stride: i == 0 && s > 0 ? 2 : 1, bottleneck: bottleneck,
-                                                   widthPerGroup: config.widthPerGroup ?? 64))
+                blocks.append(
+                    try TorchvisionBlock(
+                        w.scope("layer\(s + 1)").scope(i), inPlanes: inPlanes, planes: planes,
+                        stride: i == 0 && s > 0 ? 2 : 1, bottleneck: bottleneck,
+                        widthPerGroup: config.widthPerGroup ?? 64))
                 inPlanes = planes * (bottleneck ? 4 : 1)
             }
         }

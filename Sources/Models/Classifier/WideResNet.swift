@@ -30,10 +30,14 @@ struct WideBasicBlock: Sendable {
 
     init(_ w: WeightScope, inPlanes: Int, outPlanes: Int, stride: Int) throws {
         bn1 = try ChannelNorm(w.scope("bn1"), channels: inPlanes)
-        conv1 = try Conv2d(w.scope("conv1"), inChannels: inPlanes, outChannels: outPlanes, kernel: 3, stride: stride,
-                           padding: 1, bias: false).foldingBatchNorm(w.scope("bn2"))
+        conv1 = try Conv2d(
+            w.scope("conv1"), inChannels: inPlanes, outChannels: outPlanes, kernel: 3, stride: stride,
+            padding: 1, bias: false
+        ).foldingBatchNorm(w.scope("bn2"))
         conv2 = try Conv2d(w.scope("conv2"), inChannels: outPlanes, outChannels: outPlanes, kernel: 3, padding: 1, bias: false)
-        shortcut = inPlanes == outPlanes ? nil
+        shortcut =
+            inPlanes == outPlanes
+            ? nil
             : try Conv2d(w.scope("convShortcut"), inChannels: inPlanes, outChannels: outPlanes, kernel: 1, stride: stride, bias: false)
     }
 
@@ -63,8 +67,10 @@ public struct WideResNet: ClassifierNetwork {
         for b in 0..<3 {
             let scope = w.scope("block\(b + 1)").scope("layer")
             for i in 0..<n {
-                blocks.append(try WideBasicBlock(scope.scope(i), inPlanes: i == 0 ? ch[b] : ch[b + 1], outPlanes: ch[b + 1],
-                                                 stride: i == 0 && b > 0 ? 2 : 1))
+                blocks.append(
+                    try WideBasicBlock(
+                        scope.scope(i), inPlanes: i == 0 ? ch[b] : ch[b + 1], outPlanes: ch[b + 1],
+                        stride: i == 0 && b > 0 ? 2 : 1))
             }
         }
         self.blocks = blocks

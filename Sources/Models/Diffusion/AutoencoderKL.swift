@@ -60,8 +60,8 @@ struct SpatialSelfAttention: Sendable {
     /// x: [B, C, H, W] → [B, C, H, W]
     func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-        let tokens = permute(norm(x).reshaped([b, c, h * w]), [0, 2, 1])          // [B, HW, C]
-        var out = permute(attn(tokens), [0, 2, 1]).reshaped([b, c, h, w])        // [B, C, H, W]
+        let tokens = permute(norm(x).reshaped([b, c, h * w]), [0, 2, 1])  // [B, HW, C]
+        var out = permute(attn(tokens), [0, 2, 1]).reshaped([b, c, h, w])  // [B, C, H, W]
         addInPlace(&out, x)
         return out
     }
@@ -103,8 +103,9 @@ struct VAEEncoder: Sendable {
             output = ch[i]
             let b = w.scope("down_blocks").scope(i)
             let resnets = try (0..<c.layersPerBlock).map {
-                try ResnetBlock2D(b.scope("resnets").scope($0), inChannels: $0 == 0 ? input : output, outChannels: output,
-                                  tembChannels: nil, groups: c.normNumGroups, eps: 1e-6)
+                try ResnetBlock2D(
+                    b.scope("resnets").scope($0), inChannels: $0 == 0 ? input : output, outChannels: output,
+                    tembChannels: nil, groups: c.normNumGroups, eps: 1e-6)
             }
             let down = i < ch.count - 1 ? try Downsample2D(b.scope("downsamplers.0"), channels: output, padding: 0) : nil
             blocks.append((resnets, down))
@@ -145,8 +146,9 @@ struct VAEDecoder: Sendable {
             output = rev[i]
             let b = w.scope("up_blocks").scope(i)
             let resnets = try (0..<(c.layersPerBlock + 1)).map {
-                try ResnetBlock2D(b.scope("resnets").scope($0), inChannels: $0 == 0 ? prev : output, outChannels: output,
-                                  tembChannels: nil, groups: c.normNumGroups, eps: 1e-6)
+                try ResnetBlock2D(
+                    b.scope("resnets").scope($0), inChannels: $0 == 0 ? prev : output, outChannels: output,
+                    tembChannels: nil, groups: c.normNumGroups, eps: 1e-6)
             }
             let up = i < rev.count - 1 ? try Upsample2D(b.scope("upsamplers.0"), channels: output) : nil
             blocks.append((resnets, up))
@@ -189,7 +191,8 @@ public struct AutoencoderKL: Sendable {
         encoder = try VAEEncoder(w.scope("encoder"), config)
         decoder = try VAEDecoder(w.scope("decoder"), config)
         quantConv = config.useQuantConv ? try Conv2d(w.scope("quant_conv"), inChannels: l2, outChannels: l2, kernel: 1) : nil
-        postQuantConv = config.usePostQuantConv
+        postQuantConv =
+            config.usePostQuantConv
             ? try Conv2d(w.scope("post_quant_conv"), inChannels: config.latentChannels, outChannels: config.latentChannels, kernel: 1) : nil
         try store.checkAllUsed()
         parameterCount = store.parameterCount

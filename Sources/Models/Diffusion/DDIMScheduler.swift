@@ -153,8 +153,10 @@ public struct DDIMScheduler: Sendable {
     }
 
     /// One DDIM update x_t → x_{t−Δ}. `varianceNoise` is required when eta > 0.
-    public func step(modelOutput e: Tensor, timestep t: Int, sample x: Tensor, steps: Int, eta: Float = 0,
-                     varianceNoise: Tensor? = nil) -> Tensor {
+    public func step(
+        modelOutput e: Tensor, timestep t: Int, sample x: Tensor, steps: Int, eta: Float = 0,
+        varianceNoise: Tensor? = nil
+    ) -> Tensor {
         precondition(t >= 0 && t < config.numTrainTimesteps, "timestep \(t) outside 0..<\(config.numTrainTimesteps)")
         let prev = t - config.numTrainTimesteps / steps
         let aT = alphasCumprod[t]

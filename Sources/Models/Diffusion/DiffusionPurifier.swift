@@ -37,7 +37,9 @@ public struct PurificationParameters: Codable, Sendable, Equatable {
         guard Int(Double(steps) * strength) >= 1 else {
             throw ModelError.badInput("strength \(strength) × steps \(steps) runs no denoising step (need int(steps × strength) ≥ 1)")
         }
-        guard guidance.isFinite, guidance >= 0, guidance <= 100 else { throw ModelError.badInput("guidance must be a finite number in [0, 100], got \(guidance)") }
+        guard guidance.isFinite, guidance >= 0, guidance <= 100 else {
+            throw ModelError.badInput("guidance must be a finite number in [0, 100], got \(guidance)")
+        }
         guard eta.isFinite, eta >= 0, eta <= 1 else { throw ModelError.badInput("eta must be in [0, 1], got \(eta)") }
         guard ensemble >= 1, ensemble <= 16 else { throw ModelError.badInput("ensemble must be in 1…16, got \(ensemble)") }
     }
@@ -73,11 +75,13 @@ public final class DiffusionPurifier: Sendable {
         self.resizeMode = resizeMode
         let latentChannels = vae?.config.latentChannels ?? 3
         guard unet.config.inChannels == latentChannels, unet.config.outChannels == latentChannels else {
-            throw ModelError.badConfig(pack + "/unet/config.json",
-                                       "UNet has \(unet.config.inChannels)→\(unet.config.outChannels) channels but the \(vae == nil ? "image" : "latent") space has \(latentChannels)")
+            throw ModelError.badConfig(
+                pack + "/unet/config.json",
+                "UNet has \(unet.config.inChannels)→\(unet.config.outChannels) channels but the \(vae == nil ? "image" : "latent") space has \(latentChannels)")
         }
         guard unet.config.crossAttentionDim.value(0) == textEncoder.config.hiddenSize else {
-            throw ModelError.badConfig(pack + "/unet/config.json", "cross_attention_dim does not match the text encoder's hidden size \(textEncoder.config.hiddenSize)")
+            throw ModelError.badConfig(
+                pack + "/unet/config.json", "cross_attention_dim does not match the text encoder's hidden size \(textEncoder.config.hiddenSize)")
         }
         emptyContext = try textEncoder([tokenizer("")])
     }
@@ -94,8 +98,10 @@ public final class DiffusionPurifier: Sendable {
 
     /// image: [1, 3, H, W] in [0, 1] → K purified images [K, 3, H, W] in [0, 1]. `progress` is called
     /// after every denoising step.
-    public func purify(_ image: Tensor, caption: String, parameters p: PurificationParameters,
-                       progress: (@Sendable () -> Void)? = nil) throws -> Tensor {
+    public func purify(
+        _ image: Tensor, caption: String, parameters p: PurificationParameters,
+        progress: (@Sendable () -> Void)? = nil
+    ) throws -> Tensor {
         try purify([PurificationRequest(image: image, caption: caption, parameters: p)], progress: progress)[0]
     }
 
@@ -180,8 +186,9 @@ public final class DiffusionPurifier: Sendable {
                 let parts = generators.indices.map { generators[$0].randn(shape) }
                 varianceNoise = parts.count == 1 ? parts[0] : concat(parts, axis: 0)
             }
-            latents = scheduler.step(modelOutput: eps, timestep: t, sample: latents, steps: p.steps, eta: Float(p.eta),
-                                     varianceNoise: varianceNoise)
+            latents = scheduler.step(
+                modelOutput: eps, timestep: t, sample: latents, steps: p.steps, eta: Float(p.eta),
+                varianceNoise: varianceNoise)
             progress?()
         }
         var out = vae.map { $0.decode(latents * (1 / $0.config.scalingFactor)) } ?? latents

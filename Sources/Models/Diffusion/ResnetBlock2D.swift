@@ -12,14 +12,18 @@ struct ResnetBlock2D: Sendable {
     let convShortcut: Conv2d?
     let outputScale: Float
 
-    init(_ w: WeightScope, inChannels: Int, outChannels: Int, tembChannels: Int?, groups: Int, eps: Float,
-         outputScaleFactor: Float = 1) throws {
+    init(
+        _ w: WeightScope, inChannels: Int, outChannels: Int, tembChannels: Int?, groups: Int, eps: Float,
+        outputScaleFactor: Float = 1
+    ) throws {
         norm1 = try GroupNorm(w.scope("norm1"), groups: groups, channels: inChannels, eps: eps)
         conv1 = try Conv2d(w.scope("conv1"), inChannels: inChannels, outChannels: outChannels, kernel: 3, padding: 1)
         timeEmbProj = try tembChannels.map { try Linear(w.scope("time_emb_proj"), inFeatures: $0, outFeatures: outChannels) }
         norm2 = try GroupNorm(w.scope("norm2"), groups: groups, channels: outChannels, eps: eps)
         conv2 = try Conv2d(w.scope("conv2"), inChannels: outChannels, outChannels: outChannels, kernel: 3, padding: 1)
-        convShortcut = inChannels == outChannels ? nil
+        convShortcut =
+            inChannels == outChannels
+            ? nil
             : try Conv2d(w.scope("conv_shortcut"), inChannels: inChannels, outChannels: outChannels, kernel: 1)
         outputScale = outputScaleFactor
     }
@@ -49,8 +53,9 @@ struct Downsample2D: Sendable {
     let padding: Int
 
     init(_ w: WeightScope, channels: Int, outChannels: Int? = nil, padding: Int) throws {
-        conv = try Conv2d(w.scope("conv"), inChannels: channels, outChannels: outChannels ?? channels, kernel: 3, stride: 2,
-                          padding: padding)
+        conv = try Conv2d(
+            w.scope("conv"), inChannels: channels, outChannels: outChannels ?? channels, kernel: 3, stride: 2,
+            padding: padding)
         self.padding = padding
     }
 

@@ -75,8 +75,10 @@ struct Transformer2DModel: Sendable {
     let blocks: [BasicTransformerBlock]
     let projOutConv: Conv2d?, projOutLinear: Linear?
 
-    init(_ w: WeightScope, channels: Int, heads: Int, crossAttentionDim: Int, layers: Int, groups: Int,
-         linearProjection: Bool) throws {
+    init(
+        _ w: WeightScope, channels: Int, heads: Int, crossAttentionDim: Int, layers: Int, groups: Int,
+        linearProjection: Bool
+    ) throws {
         let inner = channels
         norm = try GroupNorm(w.scope("norm"), groups: groups, channels: channels, eps: 1e-6)
         if linearProjection {
@@ -89,8 +91,9 @@ struct Transformer2DModel: Sendable {
             projInLinear = nil; projOutLinear = nil
         }
         blocks = try (0..<layers).map {
-            try BasicTransformerBlock(w.scope("transformer_blocks").scope($0), dim: inner, heads: heads,
-                                      headDim: inner / heads, crossAttentionDim: crossAttentionDim)
+            try BasicTransformerBlock(
+                w.scope("transformer_blocks").scope($0), dim: inner, heads: heads,
+                headDim: inner / heads, crossAttentionDim: crossAttentionDim)
         }
     }
 
@@ -99,11 +102,11 @@ struct Transformer2DModel: Sendable {
         let (b, c, hh, ww) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         var h = norm(x)
         if let projInConv { h = projInConv(h) }
-        h = permute(h, [0, 2, 3, 1]).reshaped([b, hh * ww, c])   // [B, HW, C]
+        h = permute(h, [0, 2, 3, 1]).reshaped([b, hh * ww, c])  // [B, HW, C]
         if let projInLinear { h = projInLinear(h) }
         for block in blocks { h = block(h, context: context) }
         if let projOutLinear { h = projOutLinear(h) }
-        h = permute(h.reshaped([b, hh, ww, c]), [0, 3, 1, 2])     // [B, C, H, W]
+        h = permute(h.reshaped([b, hh, ww, c]), [0, 3, 1, 2])  // [B, C, H, W]
         if let projOutConv { h = projOutConv(h) }
         addInPlace(&h, x)
         return h

@@ -30,23 +30,29 @@ public struct UNet2DConditionModel: Sendable {
         let timeDim = c.timeEmbeddingDim ?? ch[0] * 4
         timeLinear1 = try Linear(w.scope("time_embedding.linear_1"), inFeatures: ch[0], outFeatures: timeDim)
         timeLinear2 = try Linear(w.scope("time_embedding.linear_2"), inFeatures: timeDim, outFeatures: timeDim)
-        convIn = try Conv2d(w.scope("conv_in"), inChannels: c.inChannels, outChannels: ch[0], kernel: c.convInKernel,
-                            padding: (c.convInKernel - 1) / 2)
+        convIn = try Conv2d(
+            w.scope("conv_in"), inChannels: c.inChannels, outChannels: ch[0], kernel: c.convInKernel,
+            padding: (c.convInKernel - 1) / 2)
         var down: [UNetDownBlock] = []
         var output = ch[0]
         for (i, type) in c.downBlockTypes.enumerated() {
             let input = output
             output = ch[i]
-            down.append(try UNetDownBlock(w.scope("down_blocks").scope(i), inChannels: input, outChannels: output, tembChannels: timeDim,
-                                          layers: c.layersPerBlock.value(i), crossAttention: type == "CrossAttnDownBlock2D",
-                                          heads: c.heads(i), crossAttentionDim: c.crossAttentionDim.value(i),
-                                          transformerLayers: c.transformerLayersPerBlock.value(i), addDownsample: i < ch.count - 1, c: c))
+            down.append(
+                try UNetDownBlock(
+                    w.scope("down_blocks").scope(i), inChannels: input, outChannels: output, tembChannels: timeDim,
+                    layers: c.layersPerBlock.value(i), crossAttention: type == "CrossAttnDownBlock2D",
+                    heads: c.heads(i), crossAttentionDim: c.crossAttentionDim.value(i),
+                    transformerLayers: c.transformerLayersPerBlock.value(i), addDownsample: i < ch.count - 1, c: c))
         }
         downBlocks = down
-        midBlock = c.midBlockType == nil ? nil
-            : try UNetMidBlockCrossAttn(w.scope("mid_block"), channels: ch[ch.count - 1], tembChannels: timeDim,
-                                        heads: c.heads(ch.count - 1), crossAttentionDim: c.crossAttentionDim.value(ch.count - 1),
-                                        transformerLayers: c.transformerLayersPerBlock.value(ch.count - 1), c: c)
+        midBlock =
+            c.midBlockType == nil
+            ? nil
+            : try UNetMidBlockCrossAttn(
+                w.scope("mid_block"), channels: ch[ch.count - 1], tembChannels: timeDim,
+                heads: c.heads(ch.count - 1), crossAttentionDim: c.crossAttentionDim.value(ch.count - 1),
+                transformerLayers: c.transformerLayersPerBlock.value(ch.count - 1), c: c)
         var up: [UNetUpBlock] = []
         let reversed = Array(ch.reversed())
         let n = ch.count
@@ -56,16 +62,19 @@ public struct UNet2DConditionModel: Sendable {
             output = reversed[i]
             let input = reversed[min(i + 1, n - 1)]
             let j = n - 1 - i  // per-block lists are given in down-block order
-            up.append(try UNetUpBlock(w.scope("up_blocks").scope(i), inChannels: input, prevOutputChannels: prev, outChannels: output,
-                                      tembChannels: timeDim, layers: c.layersPerBlock.value(j) + 1,
-                                      crossAttention: type == "CrossAttnUpBlock2D", heads: c.heads(j),
-                                      crossAttentionDim: c.crossAttentionDim.value(j),
-                                      transformerLayers: c.transformerLayersPerBlock.value(j), addUpsample: i < n - 1, c: c))
+            up.append(
+                try UNetUpBlock(
+                    w.scope("up_blocks").scope(i), inChannels: input, prevOutputChannels: prev, outChannels: output,
+                    tembChannels: timeDim, layers: c.layersPerBlock.value(j) + 1,
+                    crossAttention: type == "CrossAttnUpBlock2D", heads: c.heads(j),
+                    crossAttentionDim: c.crossAttentionDim.value(j),
+                    transformerLayers: c.transformerLayersPerBlock.value(j), addUpsample: i < n - 1, c: c))
         }
         upBlocks = up
         convNormOut = try GroupNorm(w.scope("conv_norm_out"), groups: c.normNumGroups, channels: ch[0], eps: c.normEps)
-        convOut = try Conv2d(w.scope("conv_out"), inChannels: ch[0], outChannels: c.outChannels, kernel: c.convOutKernel,
-                             padding: (c.convOutKernel - 1) / 2)
+        convOut = try Conv2d(
+            w.scope("conv_out"), inChannels: ch[0], outChannels: c.outChannels, kernel: c.convOutKernel,
+            padding: (c.convOutKernel - 1) / 2)
         try store.checkAllUsed()
         parameterCount = store.parameterCount
     }
@@ -93,8 +102,9 @@ public struct UNet2DConditionModel: Sendable {
 
     /// sample: [B, C, H, W], timesteps: one per batch item, context: [B, S, D] → [B, Cout, H, W]
     public func callAsFunction(_ sample: Tensor, timesteps: [Float], context: Tensor) -> Tensor {
-        precondition(timesteps.count == sample.shape[0] && context.shape[0] == sample.shape[0],
-                     "UNet batch mismatch: sample \(sample.shape), \(timesteps.count) timesteps, context \(context.shape)")
+        precondition(
+            timesteps.count == sample.shape[0] && context.shape[0] == sample.shape[0],
+            "UNet batch mismatch: sample \(sample.shape), \(timesteps.count) timesteps, context \(context.shape)")
         // time embedding
         var temb = timeLinear1(timestepEmbedding(timesteps, dim: config.blockOutChannels[0]))
         activateInPlace(&temb, .silu)

@@ -9,17 +9,23 @@ struct UNetDownBlock: Sendable {
     let attentions: [Transformer2DModel]
     let downsampler: Downsample2D?
 
-    init(_ w: WeightScope, inChannels: Int, outChannels: Int, tembChannels: Int, layers: Int, crossAttention: Bool,
-         heads: Int, crossAttentionDim: Int, transformerLayers: Int, addDownsample: Bool, c: UNetConfig) throws {
+    init(
+        _ w: WeightScope, inChannels: Int, outChannels: Int, tembChannels: Int, layers: Int, crossAttention: Bool,
+        heads: Int, crossAttentionDim: Int, transformerLayers: Int, addDownsample: Bool, c: UNetConfig
+    ) throws {
         resnets = try (0..<layers).map {
-            try ResnetBlock2D(w.scope("resnets").scope($0), inChannels: $0 == 0 ? inChannels : outChannels, outChannels: outChannels,
-                              tembChannels: tembChannels, groups: c.normNumGroups, eps: c.normEps)
+            try ResnetBlock2D(
+                w.scope("resnets").scope($0), inChannels: $0 == 0 ? inChannels : outChannels, outChannels: outChannels,
+                tembChannels: tembChannels, groups: c.normNumGroups, eps: c.normEps)
         }
-        attentions = crossAttention ? try (0..<layers).map {
-            try Transformer2DModel(w.scope("attentions").scope($0), channels: outChannels, heads: heads,
-                                   crossAttentionDim: crossAttentionDim, layers: transformerLayers, groups: c.normNumGroups,
-                                   linearProjection: c.useLinearProjection)
-        } : []
+        attentions =
+            crossAttention
+            ? try (0..<layers).map {
+                try Transformer2DModel(
+                    w.scope("attentions").scope($0), channels: outChannels, heads: heads,
+                    crossAttentionDim: crossAttentionDim, layers: transformerLayers, groups: c.normNumGroups,
+                    linearProjection: c.useLinearProjection)
+            } : []
         downsampler = addDownsample ? try Downsample2D(w.scope("downsamplers.0"), channels: outChannels, padding: c.downsamplePadding) : nil
     }
 
@@ -45,14 +51,20 @@ struct UNetMidBlockCrossAttn: Sendable {
     let resnets: [ResnetBlock2D]
     let attentions: [Transformer2DModel]
 
-    init(_ w: WeightScope, channels: Int, tembChannels: Int, heads: Int, crossAttentionDim: Int, transformerLayers: Int,
-         c: UNetConfig) throws {
+    init(
+        _ w: WeightScope, channels: Int, tembChannels: Int, heads: Int, crossAttentionDim: Int, transformerLayers: Int,
+        c: UNetConfig
+    ) throws {
         resnets = try (0..<2).map {
-            try ResnetBlock2D(w.scope("resnets").scope($0), inChannels: channels, outChannels: channels, tembChannels: tembChannels,
-                              groups: c.normNumGroups, eps: c.normEps, outputScaleFactor: c.midBlockScaleFactor)
+            try ResnetBlock2D(
+                w.scope("resnets").scope($0), inChannels: channels, outChannels: channels, tembChannels: tembChannels,
+                groups: c.normNumGroups, eps: c.normEps, outputScaleFactor: c.midBlockScaleFactor)
         }
-        attentions = [try Transformer2DModel(w.scope("attentions.0"), channels: channels, heads: heads, crossAttentionDim: crossAttentionDim,
-                                             layers: transformerLayers, groups: c.normNumGroups, linearProjection: c.useLinearProjection)]
+        attentions = [
+            try Transformer2DModel(
+                w.scope("attentions.0"), channels: channels, heads: heads, crossAttentionDim: crossAttentionDim,
+                layers: transformerLayers, groups: c.normNumGroups, linearProjection: c.useLinearProjection)
+        ]
     }
 
     func callAsFunction(_ x: Tensor, temb: Tensor, context: Tensor) -> Tensor {
@@ -71,19 +83,25 @@ struct UNetUpBlock: Sendable {
     let attentions: [Transformer2DModel]
     let upsampler: Upsample2D?
 
-    init(_ w: WeightScope, inChannels: Int, prevOutputChannels: Int, outChannels: Int, tembChannels: Int, layers: Int,
-         crossAttention: Bool, heads: Int, crossAttentionDim: Int, transformerLayers: Int, addUpsample: Bool, c: UNetConfig) throws {
+    init(
+        _ w: WeightScope, inChannels: Int, prevOutputChannels: Int, outChannels: Int, tembChannels: Int, layers: Int,
+        crossAttention: Bool, heads: Int, crossAttentionDim: Int, transformerLayers: Int, addUpsample: Bool, c: UNetConfig
+    ) throws {
         resnets = try (0..<layers).map { i in
             let skip = i == layers - 1 ? inChannels : outChannels
             let input = i == 0 ? prevOutputChannels : outChannels
-            return try ResnetBlock2D(w.scope("resnets").scope(i), inChannels: input + skip, outChannels: outChannels,
-                                     tembChannels: tembChannels, groups: c.normNumGroups, eps: c.normEps)
+            return try ResnetBlock2D(
+                w.scope("resnets").scope(i), inChannels: input + skip, outChannels: outChannels,
+                tembChannels: tembChannels, groups: c.normNumGroups, eps: c.normEps)
         }
-        attentions = crossAttention ? try (0..<layers).map {
-            try Transformer2DModel(w.scope("attentions").scope($0), channels: outChannels, heads: heads,
-                                   crossAttentionDim: crossAttentionDim, layers: transformerLayers, groups: c.normNumGroups,
-                                   linearProjection: c.useLinearProjection)
-        } : []
+        attentions =
+            crossAttention
+            ? try (0..<layers).map {
+                try Transformer2DModel(
+                    w.scope("attentions").scope($0), channels: outChannels, heads: heads,
+                    crossAttentionDim: crossAttentionDim, layers: transformerLayers, groups: c.normNumGroups,
+                    linearProjection: c.useLinearProjection)
+            } : []
         upsampler = addUpsample ? try Upsample2D(w.scope("upsamplers.0"), channels: outChannels) : nil
     }
 

@@ -13,8 +13,10 @@ public struct BasicTokenizer: Sendable {
     public var tokenizeChineseChars = true
     public var neverSplit: Set<String> = []
 
-    public init(lowerCase: Bool = true, stripAccents: Bool? = nil, splitOnPunctuation: Bool = true,
-                tokenizeChineseChars: Bool = true, neverSplit: Set<String> = []) {
+    public init(
+        lowerCase: Bool = true, stripAccents: Bool? = nil, splitOnPunctuation: Bool = true,
+        tokenizeChineseChars: Bool = true, neverSplit: Set<String> = []
+    ) {
         self.lowerCase = lowerCase
         self.stripAccents = stripAccents
         self.splitOnPunctuation = splitOnPunctuation
@@ -70,7 +72,8 @@ public struct BasicTokenizer: Sendable {
         if (33...47).contains(cp) || (58...64).contains(cp) || (91...96).contains(cp) || (123...126).contains(cp) { return true }
         switch s.properties.generalCategory {
         case .connectorPunctuation, .dashPunctuation, .openPunctuation, .closePunctuation,
-             .initialPunctuation, .finalPunctuation, .otherPunctuation: return true
+            .initialPunctuation, .finalPunctuation, .otherPunctuation:
+            return true
         default: return false
         }
     }

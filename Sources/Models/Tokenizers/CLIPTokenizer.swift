@@ -8,7 +8,7 @@ import Foundation
 public final class CLIPTokenizer: @unchecked Sendable {
     public let encoder: [String: Int]
     let decoder: [Int: String]
-    let ranks: [String: Int]            // "a b" → merge rank
+    let ranks: [String: Int]  // "a b" → merge rank
     let byteEncoder: [UInt8: Unicode.Scalar]
     public let bosID: Int
     public let eosID: Int

@@ -209,8 +209,10 @@ public struct WordPieceTokenizer: Sendable {
     /// PreTrainedTokenizerBase.clean_up_tokenization: the same replacements in the same order.
     public static func cleanUpTokenization(_ text: String) -> String {
         var s = Array(text.unicodeScalars)
-        for (from, to) in [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                           (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")] {
+        for (from, to) in [
+            (" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
+            (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")
+        ] {
             s = s.replacing(from, with: to)
         }
         return String(String.UnicodeScalarView(s))
@@ -251,8 +253,10 @@ extension Array where Element == Unicode.Scalar {
 extension WordPieceTokenizer {
     /// Special token attributes in SPECIAL_TOKENS_ATTRIBUTES order.
     struct SpecialTokenAttributes {
-        var named: [String: String] = ["unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
-                                       "cls_token": "[CLS]", "mask_token": "[MASK]"]  // BertTokenizer's defaults
+        var named: [String: String] = [
+            "unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]",
+            "cls_token": "[CLS]", "mask_token": "[MASK]"
+        ]  // BertTokenizer's defaults
         var additional: [String] = []
         static let order = ["bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token"]
 
@@ -298,10 +302,12 @@ extension WordPieceTokenizer {
                     throw ModelError.badConfig(configPath, "added_tokens_decoder entry '\(key)' is not {\"content\": …}")
                 }
                 let special = entry["special"] as? Bool ?? false
-                added.append(AddedToken(content: content, id: id, special: special,
-                                        lstrip: entry["lstrip"] as? Bool ?? false, rstrip: entry["rstrip"] as? Bool ?? false,
-                                        singleWord: entry["single_word"] as? Bool ?? false,
-                                        normalized: entry["normalized"] as? Bool ?? !special))
+                added.append(
+                    AddedToken(
+                        content: content, id: id, special: special,
+                        lstrip: entry["lstrip"] as? Bool ?? false, rstrip: entry["rstrip"] as? Bool ?? false,
+                        singleWord: entry["single_word"] as? Bool ?? false,
+                        normalized: entry["normalized"] as? Bool ?? !special))
             }
         } else {
             // Legacy folders: special_tokens_map.json updates the attributes, added_tokens.json lists ids.
@@ -315,12 +321,15 @@ extension WordPieceTokenizer {
                 }
             }
         }
-        try self.init(vocabulary: vocabulary, specials: specials, added: added.sorted { $0.id < $1.id }, config: config,
-                      configPath: configPath)
+        try self.init(
+            vocabulary: vocabulary, specials: specials, added: added.sorted { $0.id < $1.id }, config: config,
+            configPath: configPath)
     }
 
-    init(vocabulary: [String], specials: SpecialTokenAttributes, added initialAdded: [AddedToken], config: [String: Any],
-         configPath: String) throws {
+    init(
+        vocabulary: [String], specials: SpecialTokenAttributes, added initialAdded: [AddedToken], config: [String: Any],
+        configPath: String
+    ) throws {
         var vocab: [Piece: Int] = [:]
         for (i, token) in vocabulary.enumerated() { vocab[Array(token.unicodeScalars)] = i }  // later duplicates win, as in Python
         var added = initialAdded
@@ -350,9 +359,10 @@ extension WordPieceTokenizer {
         doBasicTokenize = config["do_basic_tokenize"] as? Bool ?? true
         configNeverSplit = Set(config["never_split"] as? [String] ?? [])
         cleanUpTokenizationSpaces = config["clean_up_tokenization_spaces"] as? Bool ?? true
-        basic = BasicTokenizer(lowerCase: lowerCase, stripAccents: config["strip_accents"] as? Bool,
-                               tokenizeChineseChars: config["tokenize_chinese_chars"] as? Bool ?? true,
-                               neverSplit: configNeverSplit.union(specials.all))
+        basic = BasicTokenizer(
+            lowerCase: lowerCase, stripAccents: config["strip_accents"] as? Bool,
+            tokenizeChineseChars: config["tokenize_chinese_chars"] as? Bool ?? true,
+            neverSplit: configNeverSplit.union(specials.all))
         guard let unk = specials.named["unk_token"] else { throw ModelError.badConfig(configPath, "no unk_token") }
         unkToken = unk
         clsToken = specials.named["cls_token"]

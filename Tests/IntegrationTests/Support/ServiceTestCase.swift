@@ -76,10 +76,10 @@ class ServiceTestCase: XCTestCase {
 
     /// Probes until the collector's subscription is live (pull mode: PUSH, router mode: DEALER/REQ).
     @discardableResult
-    func subscribe(_ results: ResultCollector, via producer: Producer) throws -> [String] {
+    func subscribe(_ results: ResultCollector, via producer: Producer, probePrefix: String = "probe") throws -> [String] {
         let png = try TestImages.png
         return try results.waitUntilSubscribed { n in
-            let id = "probe-\(n)"
+            let id = "\(probePrefix)-\(n)"
             if producer.type == .push {
                 try producer.send(header: ["id": id], image: png)
             } else {
@@ -110,14 +110,17 @@ class ServiceTestCase: XCTestCase {
     // MARK: Waiting
 
     /// Polls `condition` until it holds; fails the test (and throws, ending it) at the deadline.
-    func waitUntil(_ what: @autoclosure () -> String, timeout: TimeInterval, daemon: DaemonProcess? = nil,
-                   file: StaticString = #filePath, line: UInt = #line, _ condition: () throws -> Bool) throws {
+    func waitUntil(
+        _ what: @autoclosure () -> String, timeout: TimeInterval, daemon: DaemonProcess? = nil,
+        file: StaticString = #filePath, line: UInt = #line, _ condition: () throws -> Bool
+    ) throws {
         let deadline = Date(timeIntervalSinceNow: timeout)
         while Date() < deadline {
             if try condition() { return }
             if let daemon, !daemon.isRunning {
-                XCTFail("lgapd exited (status \(daemon.exitStatus.map(String.init) ?? "?")) while waiting for \(what())\n\(daemon.logTail)",
-                        file: file, line: line)
+                XCTFail(
+                    "lgapd exited (status \(daemon.exitStatus.map(String.init) ?? "?")) while waiting for \(what())\n\(daemon.logTail)",
+                    file: file, line: line)
                 throw DaemonError(description: "lgapd exited")
             }
             Thread.sleep(forTimeInterval: 0.02)
