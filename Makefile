@@ -2,6 +2,8 @@
 SWIFT ?= swift
 PREFIX ?= /usr/local
 RUFF ?= ruff
+# Debian's interpreter: scripts/setup-debian.sh installs python3-zmq for it (the client tests).
+PYTHON3 ?= /usr/bin/python3
 # Numeric code is ~100x slower in debug builds, so tests build in release with @testable enabled.
 RELEASE := -c release
 TESTFLAGS := $(RELEASE) -Xswiftc -enable-testing
@@ -17,6 +19,7 @@ build: deps
 test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	scripts/with-test-postgres.sh $(SWIFT) test $(TESTFLAGS) --skip-build
+	PYTHONPATH=clients/python $(PYTHON3) -m unittest discover -s clients/python/tests
 
 bench: build
 	.build/release/lgap-bench pipeline
@@ -35,7 +38,7 @@ clean:
 # `make format` applies swift-format's layout; `make lint` only checks (CI runs it).
 lint:
 	$(SWIFT) format lint --strict -r Sources Tests Package.swift
-	$(RUFF) check tools
+	$(RUFF) check tools clients/python
 
 format:
 	$(SWIFT) format format -i -r Sources Tests Package.swift

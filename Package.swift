@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "lgapd",
             dependencies: [
-                "Service", "Provenance", "JobModel", "Locations",
+                "Service", "Provenance", "JobModel", "Locations", "Models",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log")
             ]),

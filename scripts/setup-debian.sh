@@ -3,7 +3,7 @@
 # Needs root or sudo. Swift itself (6.1 or later) must already be on PATH.
 set -euo pipefail
 packages=(libopenblas-dev libzmq3-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev libssl-dev libpq-dev libseccomp-dev pkg-config
-          postgresql postgresql-client)
+          postgresql postgresql-client python3-venv python3-zmq)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

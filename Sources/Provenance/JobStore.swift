@@ -85,6 +85,18 @@ public protocol JobStore: AnyObject, Sendable {
     func checkpoint() throws
     /// "ok" when the database is sound.
     func integrityCheck() throws -> String
+
+    // Retention and backup (lgapctl backup/prune, the daemon's [store] retain_* sweep).
+
+    /// Deletes up to `limit` finished jobs (status in the request, finished before its cutoff) — and,
+    /// when rejected is among the statuses, refusals received before it — or keeps the rows and drops
+    /// their images (the request's action). Unfinished jobs are never touched. Small
+    /// batches so a running daemon's commits wait at most one batch; callers loop until 0.
+    func prune(_ request: PruneRequest) throws -> Int
+    /// A consistent copy of the whole store written to `path` (which must not exist) while lgapd runs.
+    func backup(to path: String) throws
+    /// Returns the space pruning freed to the file system.
+    func vacuum() throws
 }
 
 extension JobStore {
@@ -177,6 +189,28 @@ public struct Recovery: Sendable, Equatable {
     /// Back to the queue as suspects (they run alone next).
     public var suspects: Int
     public init(requeued: Int = 0, suspects: Int = 0) { self.requeued = requeued; self.suspects = suspects }
+}
+
+public struct PruneRequest: Sendable, Equatable {
+    public enum Action: String, Sendable { case deleteRows, dropImages, dropInputs }
+    public var before: Date
+    /// Final statuses only (done, rejected, failed); rejected also selects refusals at the door.
+    public var statuses: Set<JobStatus>
+    /// Delete the rows, or keep them (provenance, hashes, results) and drop the input and purified
+    /// images, or the inputs alone.
+    public var action: Action
+    public var limit: Int
+    public init(before: Date, statuses: Set<JobStatus> = [.done, .rejected, .failed], action: Action = .deleteRows, limit: Int = 500) {
+        self.before = before
+        self.statuses = statuses.filter(\.isFinal)
+        self.action = action
+        self.limit = limit
+    }
+
+    var blobColumns: [String] { action == .dropInputs ? ["input"] : ["input", "purified"] }
+    /// SQL: the rows this request still changes, and what it sets.
+    var stillHasBlobs: String { action == .deleteRows ? "" : "AND (" + blobColumns.map { "\($0) IS NOT NULL" }.joined(separator: " OR ") + ")" }
+    var clearBlobs: String { blobColumns.map { "\($0) = NULL" }.joined(separator: ", ") }
 }
 
 public struct HistoryFilter: Sendable {

@@ -267,7 +267,7 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
                 """
                 UPDATE jobs SET status = 'accepted', reason = NULL, error = NULL, finished_at = NULL, finished_run_id = NULL,
                     attempts = 0, suspect = false, stage = NULL, node = CASE WHEN $1 = '' THEN node ELSE $1 END
-                WHERE status = 'failed' \(filter)
+                WHERE status = 'failed' AND input IS NOT NULL \(filter)
                 """, params
             ).affected
         }
@@ -422,4 +422,37 @@ public final class PostgresJobStore: JobStore, @unchecked Sendable {
             return "ok"
         }
     }
+
+    // MARK: Retention and backup
+
+    public func prune(_ r: PruneRequest) throws -> Int {
+        let statuses = r.statuses.map(\.rawValue).sorted()
+        guard !statuses.isEmpty else { return 0 }
+        return try pool.transaction { c in
+            let chosen = """
+                SELECT seq FROM jobs WHERE status = ANY($1::text[]) AND finished_at < $2
+                \(r.stillHasBlobs) ORDER BY finished_at LIMIT $3 FOR UPDATE SKIP LOCKED
+                """
+            let args: [PGValue] = [.text(Self.textArray(statuses)), PGValue(r.before.timeIntervalSince1970), PGValue(r.limit)]
+            var changed =
+                try r.action != .deleteRows
+                ? c.execute("UPDATE jobs SET \(r.clearBlobs) WHERE seq IN (\(chosen))", args).affected
+                : c.execute("DELETE FROM jobs WHERE seq IN (\(chosen))", args).affected
+            if r.action == .deleteRows && r.statuses.contains(.rejected) && changed < r.limit {
+                changed +=
+                    try c.execute(
+                        "DELETE FROM refusals WHERE seq IN (SELECT seq FROM refusals WHERE received_at < $1 ORDER BY seq LIMIT $2)",
+                        [PGValue(r.before.timeIntervalSince1970), PGValue(r.limit - changed)]
+                    ).affected
+            }
+            return changed
+        }
+    }
+
+    public func backup(to path: String) throws {
+        throw StoreError.failed(
+            "PostgreSQL stores are backed up with the server's own tools (pg_dump \(url.redacted), or base backups and WAL archiving)")
+    }
+
+    public func vacuum() throws { try pool.with { c in _ = try c.execute("VACUUM jobs") } }
 }

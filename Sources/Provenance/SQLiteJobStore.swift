@@ -260,7 +260,7 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
                 sql: """
                     UPDATE jobs SET status = 'accepted', reason = NULL, error = NULL, finished_at = NULL, finished_run_id = NULL,
                         attempts = 0, suspect = 0, stage = NULL, node = CASE WHEN ? = '' THEN node ELSE ? END
-                    WHERE status = 'failed' \(filter)
+                    WHERE status = 'failed' AND input IS NOT NULL \(filter)
                     """, arguments: StatementArguments([node, node] + (ids ?? [])))
             return db.changesCount
         }
@@ -401,5 +401,46 @@ public final class SQLiteJobStore: JobStore, @unchecked Sendable {
 
     public func integrityCheck() throws -> String {
         try read("integrity check") { db in try String.fetchAll(db, sql: "PRAGMA integrity_check").joined(separator: "; ") }
+    }
+
+    // MARK: Retention and backup
+
+    public func prune(_ r: PruneRequest) throws -> Int {
+        let statuses = r.statuses.map(\.rawValue).sorted()
+        guard !statuses.isEmpty else { return 0 }
+        let cutoff = r.before.timeIntervalSince1970
+        return try write("prune") { db in
+            let chosen = """
+                SELECT seq FROM jobs WHERE status IN (\(Self.placeholders(statuses.count))) AND finished_at < ?
+                \(r.stillHasBlobs) ORDER BY finished_at LIMIT ?
+                """
+            let args = StatementArguments(statuses) + [cutoff, r.limit]
+            if r.action != .deleteRows {
+                try db.execute(sql: "UPDATE jobs SET \(r.clearBlobs) WHERE seq IN (\(chosen))", arguments: args)
+            } else {
+                try db.execute(sql: "DELETE FROM jobs WHERE seq IN (\(chosen))", arguments: args)
+            }
+            var changed = db.changesCount
+            if r.action == .deleteRows && r.statuses.contains(.rejected) && changed < r.limit {
+                try db.execute(
+                    sql: "DELETE FROM refusals WHERE seq IN (SELECT seq FROM refusals WHERE received_at < ? ORDER BY seq LIMIT ?)",
+                    arguments: [cutoff, r.limit - changed])
+                changed += db.changesCount
+            }
+            return changed
+        }
+    }
+
+    public func backup(to path: String) throws {
+        guard !FileManager.default.fileExists(atPath: path) else { throw StoreError.failed("\(path) exists: backups never overwrite") }
+        // VACUUM INTO writes a consistent snapshot (one read transaction) into a new, compact file,
+        // complete without a WAL; the daemon keeps committing meanwhile.
+        do { try pool.writeWithoutTransaction { db in try db.execute(sql: "VACUUM INTO ?", arguments: [path]) } } catch {
+            throw Self.classify(error, "backup to \(path)")
+        }
+    }
+
+    public func vacuum() throws {
+        do { try pool.writeWithoutTransaction { db in try db.execute(sql: "VACUUM") } } catch { throw Self.classify(error, "vacuum") }
     }
 }

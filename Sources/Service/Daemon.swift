@@ -44,6 +44,13 @@ public final class Daemon: @unchecked Sendable {
         Engine.threads = config.threads
         let node = config.node
 
+        // The pack first: [purification] defaults it cannot run are a configuration error, found
+        // before anything touches the store.
+        let loadStart = Date()
+        pack = try Pack(folder: packFolder)
+        try Self.checkDefaults(pack, config)
+        let packSeconds = Date().timeIntervalSince(loadStart)
+
         // The store, one daemon per database (SQLite) or per node name (PostgreSQL).
         let location = try StoreLocation(config.database)
         if case .sqlite(let path) = location {
@@ -67,9 +74,7 @@ public final class Daemon: @unchecked Sendable {
         CrashJournal.clear(path: journal)
         try CrashJournal.install(path: journal)
 
-        // The pack.
-        let t0 = Date()
-        pack = try Pack(folder: packFolder)
+        // The pack's processor.
         let state = self.state
         processor = JobProcessor(
             pack: pack,
@@ -80,7 +85,7 @@ public final class Daemon: @unchecked Sendable {
             "loaded pack",
             metadata: [
                 "pack": "\(packFolder)", "stages": "\(processor.stages.map(\.rawValue).joined(separator: ","))",
-                "seconds": "\(String(format: "%.2f", Date().timeIntervalSince(t0)))"
+                "seconds": "\(String(format: "%.2f", packSeconds))"
             ])
 
         // Sockets.
@@ -147,7 +152,8 @@ public final class Daemon: @unchecked Sendable {
             drainTimeout: config.drainTimeout, closeIntake: { auth.close(domain: "ingest") })
         let monitor = Monitor(
             gate: gate, node: node, run: runID, pipeline: pipeline, feeder: feeder, notifier: notifier, state: state, log: log,
-            heartbeatInterval: config.heartbeatInterval, statusInterval: config.statusInterval, endpoint: endpoint)
+            heartbeatInterval: config.heartbeatInterval, statusInterval: config.statusInterval, endpoint: endpoint,
+            retention: Retention(config), retentionInterval: config.retentionInterval)
         group = ServiceGroup([monitor, pipelineService, feeder, ingest], log: log)
     }
 
@@ -192,6 +198,15 @@ public final class Daemon: @unchecked Sendable {
 
     static func costModel(_ pack: Pack) -> CostModel {
         CostModel(modelPixels: pack.manifest.imageSize.map { $0[0] * $0[1] }, hasPurifier: pack.purifier != nil)
+    }
+
+    /// The configuration's [purification] defaults must be ones the pack can run: otherwise every job
+    /// that relies on them would be accepted and then rejected.
+    public static func checkDefaults(_ pack: Pack, _ c: DaemonConfig) throws {
+        let defaults = pack.parameters(strength: c.strength, steps: c.steps, guidance: c.guidance, eta: c.eta, ensemble: c.ensemble, seed: c.seed ?? 0)
+        do { try pack.validate(defaults) } catch {
+            throw ConfigError(message: "[purification] defaults \(defaults) cannot run on pack \(pack.manifest.name): \(error)")
+        }
     }
 
     static func policy(_ pack: Pack, _ c: DaemonConfig) -> ParameterPolicy {

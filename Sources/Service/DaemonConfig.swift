@@ -83,6 +83,13 @@ public struct DaemonConfig: Sendable {
     // [store]
     public var keepPurified = true
     public var durability = SQLiteJobStore.Durability.full
+    /// Retention (0: keep forever): done and failed jobs deleted this many days after they finished;
+    /// rejected jobs and refusals at the door after retain_rejected_days; keep_inputs = false drops a
+    /// finished job's input image at once (its SHA-256 stays).
+    public var retainDays: Double = 0
+    public var retainRejectedDays: Double = 0
+    public var keepInputs = true
+    public var retentionInterval: Double = 60
     // [security]
     public var curve = false
     public var serverSecretKeyFile: String? = nil
@@ -177,6 +184,10 @@ public struct DaemonConfig: Sendable {
         try r.section("store") { s in
             c.keepPurified = try s.bool("keep_purified") ?? c.keepPurified
             c.durability = try s.string("durability", oneOf: ["full", "normal"]).flatMap(SQLiteJobStore.Durability.init) ?? c.durability
+            c.retainDays = try s.double("retain_days", min: 0) ?? c.retainDays
+            c.retainRejectedDays = try s.double("retain_rejected_days", min: 0) ?? c.retainRejectedDays
+            c.keepInputs = try s.bool("keep_inputs") ?? c.keepInputs
+            c.retentionInterval = try s.double("retention_interval_s", min: 0.1) ?? c.retentionInterval
         }
         try r.section("security") { s in
             c.curve = try s.bool("curve") ?? c.curve
@@ -251,7 +262,11 @@ public struct DaemonConfig: Sendable {
                 "purify_workers": purifyWorkers, "classify_workers": classifyWorkers, "max_batch": maxBatch, "max_wait_ms": maxWaitMs,
                 "max_attempts": maxAttempts
             ],
-            "store": ["keep_purified": keepPurified, "durability": durability.rawValue],
+            "store": [
+                "keep_purified": keepPurified, "durability": durability.rawValue, "retain_days": retainDays,
+                "retain_rejected_days": retainRejectedDays, "keep_inputs": keepInputs,
+                "retention_interval_s": retentionInterval
+            ],
             "security": ["curve": curve, "allow_plaintext_remote": allowPlaintextRemote],
             "metrics": ["endpoint": metricsEndpoint ?? ""]
         ]

@@ -22,11 +22,15 @@ public final class Monitor: Service, @unchecked Sendable {
     let heartbeatInterval: TimeInterval
     let statusInterval: TimeInterval
     let endpoint: String
+    let retention: Retention
+    /// Seconds between retention sweeps.
+    let retentionInterval: TimeInterval
     private let stopped = DispatchSemaphore(value: 0)
 
     public init(
         gate: StoreGate, node: String, run: Int64, pipeline: Pipeline<JobItem>, feeder: Feeder, notifier: SystemdNotifier,
-        state: DaemonState, log: Logger, heartbeatInterval: TimeInterval, statusInterval: TimeInterval, endpoint: String
+        state: DaemonState, log: Logger, heartbeatInterval: TimeInterval, statusInterval: TimeInterval, endpoint: String,
+        retention: Retention = Retention(retainDays: 0, retainRejectedDays: 0, keepInputs: true), retentionInterval: TimeInterval = 60
     ) {
         self.gate = gate
         self.node = node
@@ -39,13 +43,15 @@ public final class Monitor: Service, @unchecked Sendable {
         self.heartbeatInterval = heartbeatInterval
         self.statusInterval = statusInterval
         self.endpoint = endpoint
+        self.retention = retention
+        self.retentionInterval = retentionInterval
     }
 
     public func stop() { stopped.signal() }
 
     public func run() throws {
         let tick = min(heartbeatInterval, statusInterval, notifier.watchdogInterval.map { $0 / 2 } ?? .infinity)
-        var lastBeat = Date.distantPast, lastStatus = Date.distantPast
+        var lastBeat = Date.distantPast, lastStatus = Date.distantPast, lastSweep = Date.distantPast
         var wasReady = true
         var started = false
         repeat {
@@ -58,6 +64,10 @@ public final class Monitor: Service, @unchecked Sendable {
                 lastStatus = now
                 flushStats()
                 notifier.notify("STATUS=" + status)
+            }
+            if retention.isActive && now.timeIntervalSince(lastSweep) >= retentionInterval {
+                lastSweep = now
+                sweepRetention()
             }
             let ready = state.ready
             started = started || state.ingestRunning
@@ -88,6 +98,15 @@ public final class Monitor: Service, @unchecked Sendable {
             finished: state.finished.value)
         do { try gate.once("heartbeat") { try $0.heartbeat(b) } } catch {
             log.warning("heartbeat not recorded", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func sweepRetention() {
+        do {
+            let n = try gate.once("retention") { try retention.sweep($0) }
+            if n > 0 { log.info("retention", metadata: ["rows": "\(n)"]) }
+        } catch {
+            log.warning("retention sweep failed", metadata: ["error": "\(error)"])
         }
     }
 

@@ -43,9 +43,22 @@ struct Poison: ParsableCommand {
         let dealer = try Producer(context: context, .dealer, endpoint: daemon.ingestEndpoint)
         let poisonAt = Set(stride(from: jobs / (poison + 1), to: jobs, by: max(1, jobs / (poison + 1))).prefix(poison))
         let ids = (0..<jobs).map { poisonAt.contains($0) ? "poison-\($0)" : "innocent-\($0)" }
-        for (i, id) in ids.enumerated() { _ = try dealer.submit(header: ["id": id], image: images[i % images.count], timeout: 120) }
-        let store = try StoreLocation(daemon.database).openForQueries()
         var restarts = 0
+        // A poison job crashes lgapd while later jobs are still being submitted: like a producer under
+        // systemd's Restart=, resend whatever got no ack once lgapd is back (at-least-once; a job that
+        // was committed before the crash answers duplicate). Acks carry the id: stale ones are skipped.
+        for (i, id) in ids.enumerated() {
+            while true {
+                if !daemon.isRunning { restarts += 1; try daemon.start(samePorts: true) }
+                try dealer.send(header: ["id": id], image: images[i % images.count])
+                var ack = try? dealer.ack(timeout: 10)
+                while let a = ack, a.id != id { ack = try? dealer.ack(timeout: 10) }
+                guard let a = ack else { continue }
+                guard a.status == .accepted || a.status == .duplicate else { throw StressError("\(id) refused: \(a)") }
+                break
+            }
+        }
+        let store = try StoreLocation(daemon.database).openForQueries()
         let t0 = Date()
         try waitFor("every job final", timeout: 3600) {
             if !daemon.isRunning { restarts += 1; try daemon.start(samePorts: true) }

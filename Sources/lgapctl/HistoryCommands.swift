@@ -54,7 +54,7 @@ func pad(_ s: String, _ n: Int) -> String {
 }
 
 /// "2026-11-25T10:00:00Z" or a duration back from now ("30s", "10m", "2h", "1d").
-func parseSince(_ s: String) throws -> Date {
+func parseSince(_ s: String, option: String = "--since") throws -> Date {
     let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
     if let unit = s.last, let mult = units[unit], let n = Double(s.dropLast()) {
         return Date(timeIntervalSinceNow: -n * mult)
@@ -63,7 +63,7 @@ func parseSince(_ s: String) throws -> Date {
     if let d = f.date(from: s) { return d }
     f.formatOptions = [.withFullDate]
     if let d = f.date(from: s) { return d }
-    throw ValidationError("--since \(s): expected ISO 8601 or a duration like 10m")
+    throw ValidationError("\(option) \(s): expected ISO 8601 or a duration like 10m, 30d")
 }
 
 struct History: ParsableCommand {
@@ -81,7 +81,7 @@ struct History: ParsableCommand {
     func run() throws {
         let rows = try store.openForQueries().history(
             HistoryFilter(
-                since: try since.map(parseSince), status: status, label: label,
+                since: try since.map { try parseSince($0) }, status: status, label: label,
                 node: node, limit: limit))
         if json {
             for r in rows {

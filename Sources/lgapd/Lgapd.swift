@@ -7,6 +7,7 @@ import Foundation
 import JobModel
 import Locations
 import Logging
+import Models
 import Provenance
 import Service
 
@@ -41,12 +42,16 @@ struct Lgapd: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning or error.")
     var logLevel: String?
 
+    @Flag(name: .customLong("check-config"), help: "Check the configuration and the pack it names, then exit: 0 when lgapd would start, 2 when not.")
+    var checkConfig = false
+
     func run() throws {
         let cfg: DaemonConfig
         do { cfg = try loadConfig() } catch {
             FileHandle.standardError.write(Data("lgapd: invalid configuration: \(error)\n".utf8))
             throw ExitCode(2)
         }
+        if checkConfig { try check(cfg) }
         LogSetup.bootstrap(level: Logger.Level(rawValue: cfg.logLevel) ?? .info, format: cfg.logFormat)
         let log = Logger(label: "lgapd")
         let daemon: Daemon
@@ -67,6 +72,23 @@ struct Lgapd: ParsableCommand {
     }
 
     var configPath: String? { config ?? Locations.config }
+
+    /// --check-config: what lgapd checks before it touches sockets or the store, then exit.
+    func check(_ cfg: DaemonConfig) throws -> Never {
+        let packFolder = cfg.pack ?? Locations.pack
+        do {
+            let pack = try Pack(folder: packFolder)
+            try Daemon.checkDefaults(pack, cfg)
+            let store = try StoreLocation(cfg.database)
+            print(
+                "configuration ok: \(configPath ?? "built-in defaults"); pack \(pack.manifest.name) \(pack.manifest.version) at \(packFolder); "
+                    + "store \(store)")
+        } catch {
+            FileHandle.standardError.write(Data("lgapd: invalid configuration: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        throw ExitCode(0)
+    }
 
     func loadConfig() throws -> DaemonConfig {
         var c = try configPath.map { try DaemonConfig.load(path: $0) } ?? DaemonConfig()

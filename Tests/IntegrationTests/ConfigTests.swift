@@ -34,6 +34,9 @@ final class ConfigTests: ServiceTestCase {
             name: "plaintext beyond loopback", toml: "[ingest]\nendpoint = \"tcp://0.0.0.0:5555\"\n",
             mentions: ["ingest.endpoint", "allow_plaintext_remote"]),
         Case(name: "bad node name", toml: "[daemon]\nnode = \"a b\"\n", mentions: ["node"]),
+        // In range for the file, out of range for the pack: used to start, then reject every job.
+        Case(name: "default strength the pack cannot run", toml: "[purification]\nstrength = 5.0\n", mentions: ["[purification]", "strength"]),
+        Case(name: "retention below zero", toml: "[store]\nretain_days = -1\n", mentions: ["retain_days"]),
         Case(name: "--ingest-mode push", toml: "", flags: ["--ingest-mode", "push"], mentions: ["--ingest-mode"]),
         Case(name: "--log-level loud", toml: "", flags: ["--log-level", "loud"], mentions: ["--log-level", "loud"])
     ]
@@ -52,6 +55,20 @@ final class ConfigTests: ServiceTestCase {
             XCTAssertTrue(stderr.contains("invalid configuration"), "\(c.name):\n\(stderr)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: db), "\(c.name): database created despite the invalid configuration")
         }
+    }
+
+    /// --check-config: exit 0 naming the pack for a good configuration, 2 for one lgapd would refuse,
+    /// without opening the store.
+    func testCheckConfig() throws {
+        let good = tmp + "/good.toml", bad = tmp + "/bad.toml", db = tmp + "/never.sqlite"
+        try "[purification]\nstrength = 0.2\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "[purification]\nensemble = 1000\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let ok = try DaemonProcess.runToExit(arguments: ["--check-config", "--config", good, "--db", db, "--pack", Self.defaultPack], directory: tmp)
+        XCTAssertEqual(ok.0, 0, ok.1)
+        let refused = try DaemonProcess.runToExit(arguments: ["--check-config", "--config", bad, "--db", db, "--pack", Self.defaultPack], directory: tmp)
+        XCTAssertEqual(refused.0, 2, refused.1)
+        XCTAssertTrue(refused.1.contains("ensemble"), refused.1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: db), "--check-config never creates the store")
     }
 
     /// A pack that cannot be loaded is not a configuration error: exit status 1, naming the folder.

@@ -233,6 +233,70 @@ final class JobStoreContractTests: XCTestCase {
         }
     }
 
+    /// Pruning deletes (or strips the images of) finished jobs past the horizon in batches, never an
+    /// unfinished one; rejected also takes refusals; a job without its input cannot be re-queued.
+    func testPruneRemovesOnlyFinishedJobsPastTheHorizon() throws {
+        try eachBackend { s, name in
+            for i in 0..<7 { _ = try inserted(s, job("p\(i)")) }
+            _ = try s.claim(node: "n1", limit: 7, isolated: false)
+            _ = try s.finish((0..<4).map { result("p\($0)") } + [result("p4", status: .failed)], run: 1, node: "n1")
+            try s.insertRefusal(
+                RefusalRecord(
+                    claimedId: "r1", reason: .badHeader, error: "x", node: "n1", receivedAt: Date(), runId: 1, mode: .pull, peer: nil,
+                    inputSha256: nil, inputSize: nil, header: nil))
+            // p5 is processing, p6 accepted-then-claimed: unfinished, never pruned.
+            let future = Date(timeIntervalSinceNow: 60)
+            XCTAssertEqual(try s.prune(PruneRequest(before: Date(timeIntervalSinceNow: -60))), 0, "\(name): nothing is that old")
+            // Images only, inputs only: rows stay.
+            XCTAssertEqual(try s.prune(PruneRequest(before: future, statuses: [.failed], action: .dropInputs)), 1, name)
+            XCTAssertNil(try s.job("p4")?.input, name)
+            XCTAssertEqual(try s.retry(ids: ["p4"], node: ""), 0, "\(name): no input, nothing to re-run")
+            XCTAssertEqual(try s.prune(PruneRequest(before: future, statuses: [.done], action: .dropImages, limit: 3)), 3, "\(name): one batch")
+            XCTAssertEqual(try s.prune(PruneRequest(before: future, statuses: [.done], action: .dropImages, limit: 3)), 1, name)
+            XCTAssertEqual(try s.prune(PruneRequest(before: future, statuses: [.done], action: .dropImages, limit: 3)), 0, name)
+            let stripped = try XCTUnwrap(s.job("p0"))
+            XCTAssertNil(stripped.input, name)
+            XCTAssertNil(stripped.purified, name)
+            XCTAssertEqual(stripped.predLabel, "cat", "\(name): results stay")
+            XCTAssertEqual(stripped.inputSha256, SHA256.hex(Self.png), "\(name): provenance stays")
+            // Rows.
+            XCTAssertEqual(try s.prune(PruneRequest(before: future, statuses: [.done, .rejected], limit: 100)), 5, "\(name): 4 done + 1 refusal")
+            XCTAssertNil(try s.job("p0"), name)
+            XCTAssertEqual(try s.refusals(claimedID: "r1"), [], name)
+            XCTAssertEqual(try s.prune(PruneRequest(before: future, statuses: [.done, .rejected, .failed], limit: 100)), 1, "\(name): p4")
+            XCTAssertEqual(try s.counts(), ["processing": 2], "\(name): unfinished jobs untouched")
+            try s.vacuum()
+        }
+    }
+
+    /// A backup taken while another connection keeps committing is one consistent, complete file.
+    func testSQLiteBackupIsACompleteSnapshotWhileWriting() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lgap-backup-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let writer = try SQLiteJobStore(path: dir + "/db.sqlite")
+        for i in 0..<200 { _ = try inserted(writer, job("b\(i)")) }
+        let reader = try SQLiteJobStore(readingAt: dir + "/db.sqlite")
+        let writing = DispatchGroup()
+        writing.enter()
+        let later = (200..<600).map { job("b\($0)") }
+        DispatchQueue.global().async {
+            for j in later { _ = try? writer.insertAccepted(j) }
+            writing.leave()
+        }
+        try reader.backup(to: dir + "/copy.sqlite")
+        writing.wait()
+        XCTAssertThrowsError(try reader.backup(to: dir + "/copy.sqlite"), "a backup never overwrites")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/copy.sqlite-wal"), "complete without a WAL")
+        let copy = try SQLiteJobStore(readingAt: dir + "/copy.sqlite")
+        XCTAssertEqual(try copy.integrityCheck(), "ok")
+        let n = try XCTUnwrap(copy.counts()["accepted"])
+        XCTAssertGreaterThanOrEqual(n, 200)
+        // A snapshot: exactly the first n jobs, each whole (its input bytes too).
+        for i in 0..<n { XCTAssertEqual(try copy.job("b\(i)")?.input.map { [UInt8]($0) }, Self.png, "b\(i)") }
+        XCTAssertNil(try copy.job("b\(n)"), "nothing after the snapshot")
+    }
+
     func testQueriesRunsModelsNodesAndStageStats() throws {
         try eachBackend { s, name in
             let run = try s.beginRun(RunInfo(version: "t", node: "n1", host: "h", pid: 42, config: "{}", pack: "/p", stages: [.decode, .classify]))
