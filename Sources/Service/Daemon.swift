@@ -34,6 +34,8 @@ public final class Daemon: @unchecked Sendable {
     let pipelineService: PipelineService
     let feeder: Feeder
     let endpoint: String
+    /// /metrics, /livez, /readyz when [metrics] endpoint is set.
+    public let metricsServer: MetricsServer?
     private var signalSources: [DispatchSourceSignal] = []
     private let shutdownRequested = DispatchSemaphore(value: 0)
     private var reload: (() -> Void)?
@@ -115,7 +117,15 @@ public final class Daemon: @unchecked Sendable {
             RunInfo(
                 version: Self.version, node: node, host: ProcessInfo.processInfo.hostName, pid: getpid(),
                 config: config.snapshot, pack: packFolder, stages: stages))
-        try store.recordModels(try Self.modelFiles(pack), run: runID)
+        let models = try Self.modelFiles(pack)
+        try store.recordModels(models, run: runID)
+        if config.metricsEndpoint != nil {
+            _ = DaemonMetrics.registry  // bootstraps swift-metrics before any metric is made
+            let m = state.metrics
+            m.gauge("lgap_build_info", 1, [("version", Self.version), ("node", node)])
+            m.gauge("lgap_pack_info", 1, [("name", pack.manifest.name), ("version", pack.manifest.version)])
+            for f in models { m.gauge("lgap_model_info", 1, [("stage", f.stage.rawValue), ("name", f.name), ("sha256", f.sha256)]) }
+        }
 
         // The services.
         let costModel = Self.costModel(pack)
@@ -154,7 +164,20 @@ public final class Daemon: @unchecked Sendable {
             gate: gate, node: node, run: runID, pipeline: pipeline, feeder: feeder, notifier: notifier, state: state, log: log,
             heartbeatInterval: config.heartbeatInterval, statusInterval: config.statusInterval, endpoint: endpoint,
             retention: Retention(config), retentionInterval: config.retentionInterval)
-        group = ServiceGroup([monitor, pipelineService, feeder, ingest], log: log)
+        var services: [Service] = [monitor, pipelineService, feeder, ingest]
+        if let m = config.metricsEndpoint.flatMap(HostPort.init) {
+            // Stuck: no thread made progress for a minute (or 10 heartbeats) while jobs are in flight.
+            let server = MetricsServer(endpoint: m, state: state, liveWindow: max(60, 10 * config.heartbeatInterval)) { [feeder] in
+                feeder.inFlightCount
+            }
+            try server.bind()
+            log.info("metrics", metadata: ["endpoint": "http://\(m.host):\(server.boundPort ?? m.port)/metrics"])
+            metricsServer = server
+            services.insert(server, at: 0)
+        } else {
+            metricsServer = nil
+        }
+        group = ServiceGroup(services, log: log)
     }
 
     // MARK: Wiring helpers

@@ -53,6 +53,8 @@ public final class DaemonState: @unchecked Sendable {
     public let accepted = Counter(), duplicates = Counter(), refused = Counter(), published = Counter()
     public let resultsDropped = Counter(), acksUndeliverable = Counter(), storeErrors = Counter(), refusedConnections = Counter()
     public let finished = Counter()
+    /// Prometheus's view of the same events (no-ops unless [metrics] endpoint is set).
+    public let metrics = DaemonMetrics()
 }
 
 /// A thread-safe counter.

@@ -3,7 +3,8 @@
 // committed to the store, acknowledged (router mode, after the commit) and announced to the feeder.
 //
 // Backpressure: while max_backlog accepted jobs wait for the pipeline, the loop stops reading, so
-// libzmq's high-water mark and then TCP push back on producers. Acks never block: a peer that does not
+// libzmq's high-water mark and then TCP push back on producers (router mode with the store down
+// excepted: then every message is answered store_unavailable). Acks never block: a peer that does not
 // read them costs only its own acks (counted as undeliverable), never another producer's time.
 //
 // Stopping (pull mode): the connections get our FIN (ConnectionGuard), every message already on the
@@ -78,8 +79,11 @@ public final class IngestLoop: Service, @unchecked Sendable {
         while !stopping {
             state.beat()
             try connections?.pump()
-            // Too many accepted jobs waiting: stop reading until the feeder takes some.
-            guard feeder.waitForBacklog(below: maxBacklog, timeout: 0.1) else { continue }
+            // Too many accepted jobs waiting: stop reading until the feeder takes some. Except in router
+            // mode while the store is unavailable: the backlog cannot drain then (claims write too), and
+            // a producer is owed an answer — each message read is refused store_unavailable at once.
+            let refusingForTheStore = mode == .router && state.storeError != nil
+            guard refusingForTheStore || feeder.waitForBacklog(below: maxBacklog, timeout: 0.1) else { continue }
             let ready = try ZMQSocket.poll(watched, timeoutMs: 200)
             guard ready.first == true else { continue }
             let batch = try receiveBatch(timeoutMs: 0)
@@ -184,7 +188,9 @@ public final class IngestLoop: Service, @unchecked Sendable {
         }
         var jobAcks = admitted.isEmpty ? [] : commit(admitted, draining: draining)[...]
         for (envelope, a) in acks {
-            if let a { ack(envelope, a) } else if let j = jobAcks.popFirst() { ack(envelope, j) }
+            guard let answer = a ?? jobAcks.popFirst() else { continue }
+            state.metrics.job(answer.status.rawValue, answer.reason)
+            ack(envelope, answer)
         }
     }
 

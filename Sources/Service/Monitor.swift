@@ -69,6 +69,7 @@ public final class Monitor: Service, @unchecked Sendable {
                 lastSweep = now
                 sweepRetention()
             }
+            state.metrics.sample(queues: pipeline.snapshot, inFlight: feeder.inFlightCount, state: state)
             let ready = state.ready
             started = started || state.ingestRunning
             if started && ready != wasReady && !state.draining {

@@ -64,6 +64,8 @@ public final class Recorder: @unchecked Sendable {
                 continue
             }
             state.finished.add()
+            state.metrics.job(result.status.rawValue, result.failure?.reason)
+            state.metrics.stages(result.timingsMs)
             publish(result)
             if let f = result.failure {
                 log.notice(

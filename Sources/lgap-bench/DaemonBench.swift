@@ -9,7 +9,7 @@ import Locations
 import Messaging
 import ServiceHarness
 
-func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: String?) throws {
+func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: String?, metrics: Bool = false) throws {
     let root = repoRoot()
     let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
     let work = NSTemporaryDirectory() + "lgap-daemon-bench-\(getpid())"
@@ -24,7 +24,7 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
     try fm.createDirectory(atPath: listDir, withIntermediateDirectories: true)
     for (i, f) in files.enumerated() { try fm.createSymbolicLink(atPath: listDir + String(format: "/%06d.jpg", i), withDestinationPath: f) }
 
-    var builds = [("this build", bin)]
+    var builds = [(metrics ? "this build, /metrics scraped every 1 s" : "this build", bin)]
     if let baseline { builds.append(("baseline \(baseline)", baseline)) }
     print(
         "# lgap-bench daemon — \(count) CIFAR-10 images, classifier-only pack, batch \(batch), \(threads) thread(s), "
@@ -38,7 +38,7 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
             let classify = try timeClassify(lgapctl: dir + "/lgapctl", pack: work + "/pack", list: listDir, batch: batch)
             let served = try timeDaemon(
                 lgapd: dir + "/lgapd", pack: work + "/pack", work: work + "/run-\(round)-\(name.count)", blobs: blobs,
-                threads: threads, batch: batch, legacy: dir != bin)
+                threads: threads, batch: batch, legacy: dir != bin, metrics: metrics && dir == bin)
             rates[name, default: []].append(Double(count) / served)
             print(
                 String(format: "| %@ | lgapctl classify (process start, decode, classify, JSON out) | %.2f | %.1f |", name, classify, Double(count) / classify))
@@ -49,7 +49,7 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
             print(String(format: "| %@ | per-job time outside the model | %.3f ms | |", name, 1000 * (served - classify) / Double(count)))
         }
     }
-    if let base = rates.first(where: { $0.key != "this build" })?.value, let ours = rates["this build"] {
+    if let base = rates.first(where: { !$0.key.hasPrefix("this build") })?.value, let ours = rates[builds[0].0] {
         let a = ours.reduce(0, +) / Double(ours.count), b = base.reduce(0, +) / Double(base.count)
         print(String(format: "\nthis build / baseline daemon throughput: %.3f (%.1f vs %.1f images/s, mean of %d rounds)", a / b, a, b, ours.count))
     }
@@ -68,7 +68,9 @@ private func timeClassify(lgapctl: String, pack: String, list: String, batch: In
 
 /// Seconds from the first push to the last result, lgapd in pull mode at full speed.
 /// `legacy`: a build from before [ingest] max_backlog existed (the baseline) gets a config without it.
-private func timeDaemon(lgapd: String, pack: String, work: String, blobs: [[UInt8]], threads: Int, batch: Int, legacy: Bool) throws -> Double {
+private func timeDaemon(
+    lgapd: String, pack: String, work: String, blobs: [[UInt8]], threads: Int, batch: Int, legacy: Bool, metrics: Bool
+) throws -> Double {
     var options = DaemonProcess.Options(mode: "pull", pack: pack)
     options.sections = [
         "daemon": ["log_level": "\"warning\"", "threads": "\(threads)"],
@@ -76,8 +78,18 @@ private func timeDaemon(lgapd: String, pack: String, work: String, blobs: [[UInt
         "store": ["keep_purified": "false"]
     ]
     if !legacy { options.sections["ingest"] = ["max_backlog": "\(max(64, 4 * batch))"] } else { options.sections["daemon"]?["node"] = "" }
+    // --metrics: this build serves /metrics while it runs (and is scraped every second), to price it.
+    var scraper: Thread?
+    let scraping = DispatchSemaphore(value: 0)
+    if metrics {
+        let port = try DaemonProcess.freePorts().0
+        options.sections["metrics"] = ["endpoint": "\"127.0.0.1:\(port)\""]
+        scraper = Thread { while scraping.wait(timeout: .now() + 1) == .timedOut { _ = try? HTTPProbe.get(port: port, path: "/metrics") } }
+    }
+    defer { scraping.signal() }
     let daemon = try DaemonProcess(directory: work, options: options, executable: lgapd)
     try daemon.start()
+    scraper?.start()
     defer { daemon.kill() }
     let context = try ZMQContext()
     let sub = try ZMQSocket(context, .sub)

@@ -54,9 +54,10 @@ struct Daemon: ParsableCommand {
     @Option(help: "Micro-batch size.") var batch = 32
     @Option(help: "Other lgapd and lgapctl binaries to measure in the same run (a folder holding both), e.g. a previous build.")
     var baseline: String?
+    @Flag(help: "This build serves [metrics] and is scraped every second (the baseline as configured).") var metrics = false
     func run() throws {
         bench.apply()
-        try runDaemonBench(images: images, threads: bench.threads, batch: batch, baseline: baseline)
+        try runDaemonBench(images: images, threads: bench.threads, batch: batch, baseline: baseline, metrics: metrics)
     }
 }
 

@@ -2,6 +2,7 @@
 // restart storm in pull mode, a mute ROUTER peer, many producers of maximal jobs, a full disk.
 import ArgumentParser
 import Foundation
+import ImageIO
 import JobModel
 import Messaging
 import Provenance
@@ -218,7 +219,7 @@ struct ManyProducers: ParsableCommand {
         ]
         let daemon = try DaemonProcess(directory: dir, options: options)
         try daemon.start()
-        let kinds = try MaximalJobs(dir: dir)
+        let kinds = try MaximalJobs()
         let context = try ZMQContext()
         // Warm: one job of each kind through the models, so their working memory is counted once.
         let warm = try Producer(context: context, .push, endpoint: daemon.ingestEndpoint)
@@ -280,24 +281,21 @@ struct MaximalJobs: @unchecked Sendable {
     }
     let all: [Job]
 
-    init(dir: String) throws {
-        let flat = dir + "/flat.png", noise = dir + "/noise.png"
-        let python = ProcessInfo.processInfo.environment["LGAP_PYTHON"] ?? "python3"
-        _ = try DaemonProcess.runTool(
-            "/usr/bin/env",
-            [
-                python, "-c",
-                """
-                import numpy as np; from PIL import Image
-                Image.new('RGB', (4096, 4096), (120, 130, 140)).save('\(flat)')
-                Image.fromarray(np.random.default_rng(0).integers(0, 256, (1600, 1600, 3), dtype=np.uint8)).save('\(noise)')
-                """
-            ])
+    init() throws {
+        // The maximal inputs, made here: a flat 4096² PNG (tiny file, 16.8 M pixels to decode) and a
+        // 1600² PNG of noise (a large file that does not compress).
+        let side = 4096, noiseSide = 1600
+        var pixels = [UInt8](repeating: 0, count: side * side * 3)
+        for i in stride(from: 0, to: pixels.count, by: 3) { (pixels[i], pixels[i + 1], pixels[i + 2]) = (120, 130, 140) }
+        let flat = try ImageCodec.encodePNG(RGBImage(width: side, height: side, pixels: pixels))
+        var rng = SplitMix64(seed: 0)
+        let noise = try ImageCodec.encodePNG(
+            RGBImage(width: noiseSide, height: noiseSide, pixels: (0..<noiseSide * noiseSide * 3).map { _ in UInt8(truncatingIfNeeded: rng.next()) }))
         let small = try TestImages.png
         all = [
-            Job(image: [UInt8](try Data(contentsOf: URL(fileURLWithPath: flat))), params: [:]),
+            Job(image: flat, params: [:]),
             Job(image: small, params: ["ensemble": 16, "strength": 1.0, "steps": 50]),
-            Job(image: [UInt8](try Data(contentsOf: URL(fileURLWithPath: noise))), params: [:])
+            Job(image: noise, params: [:])
         ]
     }
 }
@@ -348,5 +346,18 @@ struct DiskFull: ParsableCommand {
         ])
         if refusalsWithID != refusals || !notReady || after.status != .accepted || daemon.launches != 1 { throw StressError("disk-full FAILED") }
         print("disk-full passed: \(accepted.count) acked jobs all done after space returned, \(refusals) refusals with their ids, no restart")
+    }
+}
+
+/// A small seeded generator (SplitMix64), so the noise image is the same every run.
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }

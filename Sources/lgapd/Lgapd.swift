@@ -42,6 +42,9 @@ struct Lgapd: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning or error.")
     var logLevel: String?
 
+    @Option(help: "Serve /metrics, /livez and /readyz on HOST:PORT (default: [metrics] endpoint; unset: none).")
+    var metrics: String?
+
     @Flag(name: .customLong("check-config"), help: "Check the configuration and the pack it names, then exit: 0 when lgapd would start, 2 when not.")
     var checkConfig = false
 
@@ -101,6 +104,7 @@ struct Lgapd: ParsableCommand {
         if let db = db ?? Locations.databaseOverride { c.database = db }
         if let pack { c.pack = pack }
         if let node { c.node = node }
+        if let metrics { c.metricsEndpoint = metrics }
         if let logLevel {
             guard Logger.Level(rawValue: logLevel) != nil else { throw ConfigError(message: "--log-level \(logLevel) is not a log level") }
             c.logLevel = logLevel

@@ -45,7 +45,12 @@ final class FleetTests: ServiceTestCase {
         XCTAssertTrue(TestPostgresServer.controllable, "the test server's data directory is known (LGAP_TEST_PGDATA)")
         let pack = try slowPack(steps: 12)
         let names = ["node-a", "node-b", "node-c"]
-        let nodes = try names.map { try startDaemon(node($0, mode: "router", pack: pack, database: db.urlText), name: $0) }
+        let metricsPort = try DaemonProcess.freePorts().0
+        let nodes = try names.map { name in
+            var o = node(name, mode: "router", pack: pack, database: db.urlText)
+            if name == "node-a" { o.sections["metrics"] = ["endpoint": "\"127.0.0.1:\(metricsPort)\""] }
+            return try startDaemon(o, name: name)
+        }
         let collectors = try nodes.map { try collector($0) }
         let store = try StoreLocation(db.urlText).openForQueries()
         let png = try TestImages.png
@@ -86,6 +91,10 @@ final class FleetTests: ServiceTestCase {
         try waitUntil("both survivors report not ready", timeout: 10) {
             nodes[0].log.contains("not ready") && nodes[1].log.contains("not ready")
         }
+        let unready = try HTTPProbe.get(port: metricsPort, path: "/readyz")
+        XCTAssertEqual(unready.status, 503, unready.body)
+        XCTAssertTrue(unready.body.contains("store unavailable"), unready.body)
+        XCTAssertEqual(try HTTPProbe.get(port: metricsPort, path: "/livez").status, 200, "alive, only not ready")
         Thread.sleep(until: outage.addingTimeInterval(10))
         try TestPostgresServer.start()
         _ = try? store.counts()  // the query connection died with the server: the next query reconnects
@@ -94,6 +103,7 @@ final class FleetTests: ServiceTestCase {
         try waitUntil("both survivors ready again", timeout: 30) {
             nodes[0].log.contains("ready again") && nodes[1].log.contains("ready again")
         }
+        XCTAssertEqual(try HTTPProbe.get(port: metricsPort, path: "/readyz").status, 200)
 
         // Resubmitting every id (to whichever survivor is next) gives only duplicates, node-c's jobs too.
         for id in ids {
