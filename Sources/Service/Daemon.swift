@@ -257,6 +257,10 @@ public final class Daemon: @unchecked Sendable {
         self.reload = reload
         installSignalHandlers()
         group.start()
+        // READY=1 (and /readyz) only once intake really runs: the ingest thread sets the flag when
+        // its loop starts, a moment after its thread does.
+        let readyBy = Date(timeIntervalSinceNow: 10)
+        while !state.ingestRunning && Date() < readyBy { Thread.sleep(forTimeInterval: 0.001) }
         notifier.notify("READY=1\nSTATUS=serving on \(endpoint)\nMAINPID=\(getpid())")
         log.info("ready", metadata: ["run": "\(runID)", "version": "\(Self.version)", "node": "\(config.node)"])
         // Wait for a signal, or for a service that ended on its own (an error).
