@@ -226,6 +226,9 @@ struct ManyProducers: ParsableCommand {
         let store = try StoreLocation(daemon.database).openForQueries()
         for (i, job) in kinds.all.enumerated() { try warm.send(header: job.header(id: "warm-\(i)"), image: job.image) }
         try waitFor("the warm-up jobs final", timeout: 600) { try (0..<kinds.all.count).allSatisfy { try store.job("warm-\($0)")?.status.isFinal == true } }
+        // The warm-up connection goes before the producers come: with it open, one of them would be
+        // one connection too many and be refused (and reconnect) all run long.
+        warm.socket.close()
         let warmKiB = daemon.memoryKiB?.peak ?? 0
         let boundKiB = warmKiB + inflightMiB * 1024 + producers * (hwm + 1) * (maxMessage + 65536) / 1024 + 8 * 1024 + 64 * 1024
         let stop = Shared(false), sent = Shared(0)
@@ -236,6 +239,9 @@ struct ManyProducers: ParsableCommand {
             Thread {
                 defer { group.leave() }
                 guard let push = try? ZMQSocket(context, .push) else { return }
+                // The producers' own queues stay small: at libzmq's default (1,000 messages a pipe) eight
+                // producers of 7.7 MB images queue 20 GB in this process (it was OOM-killed), not in lgapd.
+                try? push.setSendHighWaterMark(4)
                 try? push.connect(endpoint)
                 var n = 0
                 while !stop.get {

@@ -261,7 +261,7 @@ final class RouterModeTests: ServiceTestCase {
                 XCTAssertEqual(try store.refusals(claimedID: id).map(\.reason), [.badParams], "\(id): refusal recorded before its ack")
             }
         }
-        try waitUntil("every accepted job done", timeout: 60, daemon: daemon) { (try store.counts())["done"] == 36 }
+        try waitUntil("every accepted job done", timeout: 180, daemon: daemon) { (try store.counts())["done"] == 36 }
         XCTAssertEqual(try store.counts(), ["done": 36, "refused": 4])
         stop(daemon)
     }
