@@ -35,47 +35,31 @@ public final class DaemonMetrics: @unchecked Sendable {
     /// A job reached a status: at the door (accepted, duplicate, rejected) or at its end (done,
     /// rejected, failed), with its reason.
     public func job(_ status: String, _ reason: ReasonCode?) {
-        let key = status + "/" + (reason?.rawValue ?? "")
-        lock.lock()
-        let c =
-            jobs[key]
-            ?? {
-                let c = Metrics.Counter(label: "lgap_jobs_total", dimensions: [("status", status), ("reason", reason?.rawValue ?? "")])
-                jobs[key] = c
-                return c
-            }()
-        lock.unlock()
-        c.increment()
+        let dimensions = [("status", status), ("reason", reason?.rawValue ?? "")]
+        handle(\.jobs, status + "/" + (reason?.rawValue ?? "")) { Metrics.Counter(label: "lgap_jobs_total", dimensions: dimensions) }.increment()
     }
 
     /// A finished job's time in each stage (milliseconds, from its result).
     public func stages(_ timingsMs: [String: Double]) {
         for (stage, ms) in timingsMs {
-            lock.lock()
-            let t =
-                stageTimers[stage]
-                ?? {
-                    let t = Metrics.Timer(label: "lgap_stage_duration_seconds", dimensions: [("stage", stage)])
-                    stageTimers[stage] = t
-                    return t
-                }()
-            lock.unlock()
-            t.recordNanoseconds(Int64(ms * 1_000_000))
+            handle(\.stageTimers, stage) { Metrics.Timer(label: "lgap_stage_duration_seconds", dimensions: [("stage", stage)]) }
+                .recordNanoseconds(Int64(ms * 1_000_000))
         }
     }
 
     public func gauge(_ name: String, _ value: Double, _ dimensions: [(String, String)] = []) {
         let key = name + dimensions.map { "|\($0.0)=\($0.1)" }.joined()
+        handle(\.gauges, key) { Metrics.Gauge(label: name, dimensions: dimensions) }.record(value)
+    }
+
+    /// The metric object for `key`, made once (swift-metrics handles are meant to be kept).
+    private func handle<M>(_ cache: ReferenceWritableKeyPath<DaemonMetrics, [String: M]>, _ key: String, make: () -> M) -> M {
         lock.lock()
-        let g =
-            gauges[key]
-            ?? {
-                let g = Metrics.Gauge(label: name, dimensions: dimensions)
-                gauges[key] = g
-                return g
-            }()
-        lock.unlock()
-        g.record(value)
+        defer { lock.unlock() }
+        if let m = self[keyPath: cache][key] { return m }
+        let m = make()
+        self[keyPath: cache][key] = m
+        return m
     }
 
     /// A counter that mirrors one of DaemonState's totals (increments by the difference).
