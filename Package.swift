@@ -47,6 +47,8 @@ let package = Package(
 
         // The service: the typed job, its processing, the wire, the store, the daemon's parts.
         .target(name: "Locations"),
+        .target(name: "BuildInfo", plugins: ["GitDescribe"]),
+        .plugin(name: "GitDescribe", capability: .buildTool()),
         .target(name: "JobModel", dependencies: ["Models", "ImageIO"]),
         .target(name: "JobProcessing", dependencies: ["JobModel", "Models", "ImageIO", "Tensor", "Digest"]),
         .target(name: "Pipeline"),
@@ -56,7 +58,7 @@ let package = Package(
             name: "Service",
             dependencies: [
                 "JobModel", "JobProcessing", "Pipeline", "Messaging", "Provenance", "Models", "ImageIO", "Tensor", "Digest", "Locations",
-                "CCrashJournal",
+                "BuildInfo", "CCrashJournal",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -71,21 +73,21 @@ let package = Package(
         .executableTarget(
             name: "lgapd",
             dependencies: [
-                "Service", "Provenance", "JobModel", "Locations", "Models",
+                "Service", "Provenance", "JobModel", "Locations", "Models", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log")
             ]),
         .executableTarget(
             name: "lgapctl",
             dependencies: [
-                "Service", "Provenance", "JobModel", "JobProcessing", "Messaging", "Models", "ImageIO", "Tensor", "Digest", "Locations",
+                "Service", "Provenance", "JobModel", "JobProcessing", "Messaging", "Models", "ImageIO", "Tensor", "Digest", "Locations", "BuildInfo",
                 .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]),
         .executableTarget(
             name: "lgap-bench",
             dependencies: [
                 "Tensor", "NN", "ImageIO", "Models", "JobModel", "JobProcessing", "Messaging", "Locations", "ServiceHarness",
-                "Provenance", "Digest", .product(name: "ArgumentParser", package: "swift-argument-parser")
+                "Provenance", "Digest", "Service", .product(name: "ArgumentParser", package: "swift-argument-parser")
             ]),
         .executableTarget(
             name: "lgap-stress",

@@ -14,6 +14,14 @@
 // there (a connecting PUSH keeps its queue across reconnects) and is sent to lgapd after restart.
 // Connections accepted while draining are shut before their handshake completes, so they carry no
 // message. Once no connection is open and nothing is left to read, closing the socket loses nothing.
+//
+// The cap holds from the first byte: shutting an over-cap connection when its accept event is read
+// comes too late when the socket's thread is busy (a paused intake reads events every 100 ms), and a
+// connection whose handshake completed meanwhile may already have handed over high_water_mark
+// messages. So the ZAP handler asks `admitsHandshake()` before any handshake completes; it reads the
+// pending events itself (libzmq reports the accept before the handshake starts, so the connection
+// asking is already counted). The guard is therefore used from two threads, serialised by its lock
+// (libzmq allows a socket to move between threads behind a full memory barrier).
 import Foundation
 #if canImport(Glibc)
     import Glibc
@@ -24,10 +32,11 @@ public final class ConnectionGuard: @unchecked Sendable {
     /// The bound endpoint's local address ("tcp://127.0.0.1:5555" → 127.0.0.1:5555; ipc: the path).
     private var localAddress: String
     public let maxConnections: Int
-    private(set) public var open: Set<Int32> = []
-    private(set) public var draining = false
-    /// Connections closed because the cap was reached.
-    private(set) public var refused = 0
+    private let lock = NSLock()
+    private var open: Set<Int32> = []
+    private var draining = false
+    private var closed = false
+    /// Called (with the number of open connections) for each connection shut because of the cap.
     public var onRefused: ((Int) -> Void)?
 
     /// Connecting sockets: the descriptor's peer (not local) address is the endpoint's.
@@ -44,8 +53,28 @@ public final class ConnectionGuard: @unchecked Sendable {
 
     public func setEndpoint(_ endpoint: String) { localAddress = Self.address(ofEndpoint: endpoint) }
 
-    /// Handles every event waiting on the monitor (call from the socket's thread).
+    /// Handles every event waiting on the monitor.
     public func pump() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try pumpLocked()
+    }
+
+    /// Whether a handshake starting now may complete: the cap is not exceeded (counting the connection
+    /// that asks) and intake is not draining. Called by the ZAP handler's thread.
+    public func admitsHandshake() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard !closed else { return false }
+        try? pumpLocked()
+        return !draining && open.count <= maxConnections
+    }
+
+    /// Connections open now (accepted or connected, not yet reported closed).
+    public var openCount: Int { lock.lock(); defer { lock.unlock() }; return open.count }
+
+    private func pumpLocked() throws {
+        guard !closed else { return }
         while let (event, _) = try monitor.next(timeoutMs: 0) {
             switch event {
             case .accepted(let fd), .connected(let fd):
@@ -53,7 +82,6 @@ public final class ConnectionGuard: @unchecked Sendable {
                 if draining {
                     halfClose(fd)
                 } else if open.count > maxConnections {
-                    refused += 1
                     if owned(fd) { _ = shutdown(fd, Int32(SHUT_RDWR)) }
                     onRefused?(open.count)
                 }
@@ -67,19 +95,30 @@ public final class ConnectionGuard: @unchecked Sendable {
 
     /// Starts the graceful end of intake: our FIN on every open connection (and on each new one).
     public func beginDrain() throws {
-        try pump()
+        lock.lock()
+        defer { lock.unlock() }
+        try pumpLocked()
         draining = true
         for fd in open { halfClose(fd) }
     }
 
     /// Connections our FIN went to.
-    private(set) public var halfClosed = 0
+    public var halfClosed: Int { lock.lock(); defer { lock.unlock() }; return halfClosedCount }
+    private var halfClosedCount = 0
 
     /// No connection is open any more (after `beginDrain`, every peer has closed its side).
-    public var drained: Bool { draining && open.isEmpty }
+    public var drained: Bool { lock.lock(); defer { lock.unlock() }; return draining && open.isEmpty }
+
+    /// Closes the monitor; the guard admits no handshake after this.
+    public func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        closed = true
+        monitor.close()
+    }
 
     private func halfClose(_ fd: Int32) {
-        if owned(fd), shutdown(fd, Int32(SHUT_WR)) == 0 { halfClosed += 1 }
+        if owned(fd), shutdown(fd, Int32(SHUT_WR)) == 0 { halfClosedCount += 1 }
     }
 
     /// Whether `fd` is still one of this endpoint's connections (a stream socket on our address).

@@ -7,6 +7,8 @@
 //   or the connection closes, it reconnects later with its queue intact. (Refusing would be worse:
 //   libzmq treats a refused handshake as final, drops the producer's queue and stops reconnecting.)
 //   Connections already open finish what they sent (ConnectionGuard).
+// - max_connections: a handshake over the cap is held too (ConnectionGuard.admitsHandshake), so a
+//   refused producer hands over no message however often it reconnects, and keeps its queue.
 import Foundation
 import JobModel
 import Logging
@@ -22,6 +24,7 @@ public final class Authenticator: @unchecked Sendable {
     private var handler: ZAPHandler?
     private let lock = NSLock()
     private var closedDomains: Set<String> = []
+    private var admissions: [String: @Sendable () -> Bool] = [:]
 
     init(context: ZMQContext, config: DaemonConfig, log: Logger) throws {
         curve = config.curve ? try Self.loadCurve(config, log: log) : nil
@@ -29,8 +32,7 @@ public final class Authenticator: @unchecked Sendable {
         handler = try ZAPHandler(context: context) { [weak self] r in
             // Not refused: a refused handshake makes libzmq drop the producer's queue and stop reconnecting.
             if self?.isClosed(r.domain) == true { return .hold }
-            guard let curve else { return .allow }
-            guard r.mechanism == "CURVE", let key = r.key, curve.allowed.contains(key) else {
+            if let curve, r.mechanism != "CURVE" || !curve.allowed.contains(r.key ?? "") {
                 let who = r.domain == "results" ? "subscriber" : "producer"
                 log.warning(
                     "refused \(who): key not allowed",
@@ -40,6 +42,7 @@ public final class Authenticator: @unchecked Sendable {
                     ])
                 return .refuse("client key not allowed")
             }
+            if let admits = self?.admission(r.domain), !admits() { return .hold }
             return .allow
         }
     }
@@ -74,6 +77,13 @@ public final class Authenticator: @unchecked Sendable {
 
     /// Refuses every new handshake in `domain` from now on.
     public func close(domain: String) { lock.lock(); closedDomains.insert(domain); lock.unlock() }
+
+    /// Holds each new handshake in `domain` that `admits` turns down (asked before it completes).
+    public func limit(domain: String, admits: @escaping @Sendable () -> Bool) {
+        lock.lock(); admissions[domain] = admits; lock.unlock()
+    }
+
+    private func admission(_ domain: String) -> (@Sendable () -> Bool)? { lock.lock(); defer { lock.unlock() }; return admissions[domain] }
 
     private func isClosed(_ domain: String) -> Bool { lock.lock(); defer { lock.unlock() }; return closedDomains.contains(domain) }
 

@@ -7,6 +7,8 @@ import Foundation
 import ImageIO
 import JobModel
 import JobProcessing
+import BuildInfo
+import Locations
 import Logging
 import Messaging
 import Models
@@ -15,7 +17,15 @@ import Provenance
 import Tensor
 
 public final class Daemon: @unchecked Sendable {
-    public static let version = "0.4.0"
+    /// This build: release and commit ("0.4.0 (git 570cf3c)"), recorded with every run.
+    public static let version = BuildInfo.version
+
+    /// What `--version` prints: the build and the pack the tool would load by default.
+    public static func versionText(tool: String) -> String {
+        let folder = Locations.pack
+        let pack = (try? PackManifest.load(folder: folder)).map { "\($0.name) \($0.version) (\(folder))" } ?? "none found (\(folder))"
+        return "\(tool) \(version)\ndefault pack: \(pack)"
+    }
 
     let config: DaemonConfig
     let log: Logger
@@ -100,6 +110,7 @@ public final class Daemon: @unchecked Sendable {
         let connections = try ConnectionGuard(
             socket: ingestSocket, context: context, connecting: config.ingestConnect,
             maxConnections: config.maxConnections)
+        auth.limit(domain: "ingest") { connections.admitsHandshake() }
         try Self.configure(ingest: ingestSocket, results: resultsSocket, config: config, auth: auth)
         endpoint = config.ingestConnect ? config.ingestEndpoint : ingestSocket.lastEndpoint
         connections.setEndpoint(endpoint)
@@ -122,7 +133,7 @@ public final class Daemon: @unchecked Sendable {
         if config.metricsEndpoint != nil {
             _ = DaemonMetrics.registry  // bootstraps swift-metrics before any metric is made
             let m = state.metrics
-            m.gauge("lgap_build_info", 1, [("version", Self.version), ("node", node)])
+            m.gauge("lgap_build_info", 1, [("version", BuildInfo.release), ("commit", BuildInfo.commit), ("node", node)])
             m.gauge("lgap_pack_info", 1, [("name", pack.manifest.name), ("version", pack.manifest.version)])
             for f in models { m.gauge("lgap_model_info", 1, [("stage", f.stage.rawValue), ("name", f.name), ("sha256", f.sha256)]) }
         }

@@ -72,10 +72,12 @@ public final class IngestLoop: Service, @unchecked Sendable {
         state.ingestRunning = true
         defer {
             state.ingestRunning = false
-            connections?.monitor.close()
+            connections?.close()
             socket.close()  // this thread owns the socket, so it closes it
         }
-        let watched = [socket] + (connections.map { [$0.monitor.socket] } ?? [])
+        // The monitor is not polled here: the guard reads its events whenever it is asked (the ZAP
+        // handler asks before every handshake), and this loop has it read them at each turn.
+        let watched = [socket]
         while !stopping {
             state.beat()
             try connections?.pump()
@@ -106,14 +108,17 @@ public final class IngestLoop: Service, @unchecked Sendable {
         let deadline = Date(timeIntervalSinceNow: drainTimeout)
         lock.lock(); drainDeadline = deadline; lock.unlock()
         closeIntake()
-        var committed = try readUntilQuiet(for: 0.02, deadline: Date(timeIntervalSinceNow: drainTimeout / 2))
+        // Quiet means a gap of a few milliseconds with everything read: a producer with a backlog
+        // streams back to back (microsecond gaps), so a gap shows its connection idle; a longer wait would
+        // never come from a producer that sends steadily (100 jobs a second leave 10 ms gaps).
+        var committed = try readUntilQuiet(for: 0.004, deadline: Date(timeIntervalSinceNow: drainTimeout / 2))
         try connections?.beginDrain()
         while Date() < deadline {
             committed += try readUntilQuiet(for: 0.1, deadline: deadline)
             // Done when every peer closed its side and nothing arrived for a while.
             if connections?.drained ?? true { break }
         }
-        let open = connections?.open.count ?? 0
+        let open = connections?.openCount ?? 0
         if open > 0 {
             log.error(
                 "intake drain deadline passed with connections still open: messages in flight on them may be lost",
@@ -133,7 +138,7 @@ public final class IngestLoop: Service, @unchecked Sendable {
         var last = Date()
         while Date() < deadline && Date().timeIntervalSince(last) < quiet {
             try connections?.pump()
-            let batch = try receiveBatch(limit: 256, timeoutMs: 5)
+            let batch = try receiveBatch(limit: 256, timeoutMs: max(1, Int32(quiet * 250)))
             if !batch.isEmpty {
                 handle(batch, draining: true)
                 n += batch.count

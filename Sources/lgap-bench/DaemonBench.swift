@@ -9,7 +9,9 @@ import Locations
 import Messaging
 import ServiceHarness
 
-func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: String?, metrics: Bool = false) throws {
+func runDaemonBench(
+    images count: Int, threads: Int, batch: Int, baseline: String?, metrics: Bool = false, rounds: Int = 2, legacyBaseline: Bool = false
+) throws {
     let root = repoRoot()
     let bin = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().path
     let work = NSTemporaryDirectory() + "lgap-daemon-bench-\(getpid())"
@@ -32,13 +34,15 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
     print("| build | path | seconds | images/s |")
     print("|---|---|---:|---:|")
     var rates: [String: [Double]] = [:]
-    // Two rounds, builds interleaved, so a slow moment of the machine does not favour one build.
-    for round in 0..<(baseline == nil ? 1 : 2) {
-        for (name, dir) in builds {
+    // Rounds with the builds interleaved (the order alternating), so a slow moment of the machine does
+    // not favour one build; the ratio is reported per round and as the median.
+    for round in 0..<(baseline == nil ? 1 : rounds) {
+        let order = round % 2 == 0 ? builds : builds.reversed()
+        for (name, dir) in order {
             let classify = try timeClassify(lgapctl: dir + "/lgapctl", pack: work + "/pack", list: listDir, batch: batch)
             let served = try timeDaemon(
                 lgapd: dir + "/lgapd", pack: work + "/pack", work: work + "/run-\(round)-\(name.count)", blobs: blobs,
-                threads: threads, batch: batch, legacy: dir != bin, metrics: metrics && dir == bin)
+                threads: threads, batch: batch, legacy: legacyBaseline && dir != bin, metrics: metrics && dir == bin)
             rates[name, default: []].append(Double(count) / served)
             print(
                 String(format: "| %@ | lgapctl classify (process start, decode, classify, JSON out) | %.2f | %.1f |", name, classify, Double(count) / classify))
@@ -51,7 +55,10 @@ func runDaemonBench(images count: Int, threads: Int, batch: Int, baseline: Strin
     }
     if let base = rates.first(where: { !$0.key.hasPrefix("this build") })?.value, let ours = rates[builds[0].0] {
         let a = ours.reduce(0, +) / Double(ours.count), b = base.reduce(0, +) / Double(base.count)
+        let ratios = zip(ours, base).map { $0 / $1 }.sorted()
+        let median = ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
         print(String(format: "\nthis build / baseline daemon throughput: %.3f (%.1f vs %.1f images/s, mean of %d rounds)", a / b, a, b, ours.count))
+        print("per round: \(ratios.map { String(format: "%.3f", $0) }.joined(separator: " ")); median \(String(format: "%.3f", median))")
     }
 }
 

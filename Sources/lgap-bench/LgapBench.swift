@@ -10,7 +10,7 @@ struct LgapBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgap-bench",
         abstract: "Benchmarks: ops, models and the pipeline against PyTorch; the daemon's own overhead.",
-        subcommands: [Ops.self, ModelsSuite.self, Daemon.self, Fleet.self, PipelineRun.self, ModelCase.self])
+        subcommands: [Ops.self, ModelsSuite.self, Daemon.self, MetricsCost.self, Fleet.self, PipelineRun.self, ModelCase.self])
 }
 
 /// Options every benchmark shares.
@@ -47,6 +47,19 @@ struct ModelsSuite: ParsableCommand {
     }
 }
 
+struct MetricsCost: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "metrics", abstract: "What lgapd's metrics cost per job: its exact metric calls, timed, against a job's time.")
+    @OptionGroup var bench: BenchOptions
+    @Option(help: "Jobs.") var jobs = 1_000_000
+    @Option(help: "Jobs between two renders of the registry (a scrape a second at this many jobs a second).") var jobsPerScrape = 400
+    @Option(help: "A job's time in ms to compare with (default: the classifier-only pack's 1/428 s in lgap-bench daemon).")
+    var jobMs = 1000.0 / 428
+    func run() throws {
+        runMetricsBench(jobs: jobs, threads: bench.threads, jobsPerScrape: jobsPerScrape, referenceJobMs: jobMs)
+    }
+}
+
 struct Daemon: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "lgapd's own overhead on a classifier-only pack, against lgapctl classify.")
     @OptionGroup var bench: BenchOptions
@@ -55,9 +68,13 @@ struct Daemon: ParsableCommand {
     @Option(help: "Other lgapd and lgapctl binaries to measure in the same run (a folder holding both), e.g. a previous build.")
     var baseline: String?
     @Flag(help: "This build serves [metrics] and is scraped every second (the baseline as configured).") var metrics = false
+    @Option(help: "Rounds, builds interleaved in each (with --baseline).") var rounds = 2
+    @Flag(help: "The baseline predates [ingest] max_backlog: its configuration leaves it out.") var legacyBaseline = false
     func run() throws {
         bench.apply()
-        try runDaemonBench(images: images, threads: bench.threads, batch: batch, baseline: baseline, metrics: metrics)
+        try runDaemonBench(
+            images: images, threads: bench.threads, batch: batch, baseline: baseline, metrics: metrics, rounds: rounds,
+            legacyBaseline: legacyBaseline)
     }
 }
 

@@ -205,6 +205,8 @@ struct ManyProducers: ParsableCommand {
         abstract: "Producers of maximal jobs (4096² images, ensemble 16, near-limit frames) for minutes: RSS stays within the configured bound.")
     @OptionGroup var common: Common
     @Option(help: "Producers (also [ingest] max_connections).") var producers = 8
+    @Option(help: "More producers beyond max_connections: refused, they reconnect all run long (libzmq's 100 ms).")
+    var overCap = 0
     @Option(help: "Seconds.") var seconds: Double = 300
     @Option(name: .customLong("max-inflight-mib"), help: "[limits] max_inflight_bytes in MiB.") var inflightMiB = 1024
 
@@ -231,10 +233,10 @@ struct ManyProducers: ParsableCommand {
         warm.socket.close()
         let warmKiB = daemon.memoryKiB?.peak ?? 0
         let boundKiB = warmKiB + inflightMiB * 1024 + producers * (hwm + 1) * (maxMessage + 65536) / 1024 + 8 * 1024 + 64 * 1024
-        let stop = Shared(false), sent = Shared(0)
+        let stop = Shared(false), sent = Shared(0), sentOverCap = Shared(0)
         let endpoint = daemon.ingestEndpoint
         let group = DispatchGroup()
-        for p in 0..<producers {
+        for p in 0..<(producers + overCap) {
             group.enter()
             Thread {
                 defer { group.leave() }
@@ -248,7 +250,7 @@ struct ManyProducers: ParsableCommand {
                     let job = kinds.all[(p + n) % kinds.all.count]
                     if (try? push.send([Producer.json(job.header(id: "p\(p)-\(n)")), job.image], timeoutMs: 500)) != nil {
                         n += 1
-                        sent.with { $0 += 1 }
+                        (p < producers ? sent : sentOverCap).with { $0 += 1 }
                     }
                 }
                 Thread.sleep(forTimeInterval: 3600)  // keep queued messages until the process ends
@@ -265,9 +267,12 @@ struct ManyProducers: ParsableCommand {
         stop.with { $0 = true }
         let peak = daemon.memoryKiB?.peak ?? 0
         let counts = try store.counts()
+        let log = daemon.log
+        let refusals = log.components(separatedBy: "max_connections reached").count - 1
         _ = daemon.terminate(timeout: 120)
         try printReport([
-            "producers": producers, "seconds": Int(seconds), "sent": sent.get, "jobs": counts,
+            "producers": producers, "over_cap_producers": overCap, "seconds": Int(seconds), "sent": sent.get,
+            "sent_over_cap": sentOverCap.get, "connections_refused": refusals, "jobs": counts,
             "warm_peak_mib": warmKiB / 1024, "max_rss_mib": maxRSS / 1024, "peak_rss_mib": peak / 1024,
             "bound_mib": boundKiB / 1024, "bound": "warm + max_inflight_bytes + producers × (high_water_mark + 1) × (max_message_bytes + 64 KiB) + 72 MiB",
             "rss_mib_every_30s": stride(from: 29, to: samples.count, by: 30).map { samples[$0] / 1024 }

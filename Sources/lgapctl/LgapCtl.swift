@@ -7,7 +7,7 @@ struct LgapCtl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgapctl",
         abstract: "Run lgap's pipeline offline, submit jobs to lgapd and query its history.",
-        version: Daemon.version,
+        version: Daemon.versionText(tool: "lgapctl"),
         subcommands: [
             Submit.self, History.self, Show.self, Stats.self, Export.self, Replay.self, Retry.self, Nodes.self, Purify.self, Classify.self,
             Keygen.self, ResultsProxy.self, Backup.self, Prune.self

@@ -16,7 +16,7 @@ struct Lgapd: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lgapd",
         abstract: "Language-Guided Adversarial Purification service: ZeroMQ in, purified classifications out, provenance in SQLite or PostgreSQL.",
-        version: Daemon.version)
+        version: Daemon.versionText(tool: "lgapd"))
 
     @Option(help: "TOML configuration file (default: $LGAP_CONFIG, /etc/lgapd/lgapd.toml, ~/.config/lgap/lgapd.toml, the repository's Config/lgapd.toml).")
     var config: String?

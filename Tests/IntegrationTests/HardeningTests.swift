@@ -176,6 +176,39 @@ final class HardeningTests: ServiceTestCase {
         stop(daemon)
     }
 
+    /// log_format = "json": every line lgapd writes is one JSON object (time, level, logger, message and
+    /// the metadata as keys), through start, a job, a forged refusal and a clean stop.
+    func testJSONLogIsOneObjectPerLine() throws {
+        let daemon = try startDaemon(.init(mode: "router", pack: try fastPack(), sections: ["daemon": ["log_format": "\"json\""]]))
+        let dealer = try producer(daemon, .dealer)
+        XCTAssertEqual(try dealer.submit(header: ["id": "json-ok"], image: try TestImages.png).status, .accepted)
+        let forged = #"{"id":"x\n{\"level\":\"critical\",\"message\":\"FORGED\"}\u001b[31m"}"#
+        XCTAssertEqual(try dealer.submit([Array(forged.utf8), try TestImages.png]).reason, .invalidID)
+        let store = try store(daemon)
+        try waitUntil("the job done", timeout: 30, daemon: daemon) { try store.job("json-ok")?.status == .done }
+        stop(daemon)
+        let lines = daemon.log.split(separator: "\n")
+        XCTAssertGreaterThan(lines.count, 4, daemon.log)
+        let timeFormat = ISO8601DateFormatter()
+        timeFormat.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var levels: Set<String> = [], messages: [String] = [], refusals = 0
+        for line in lines {
+            guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String] else {
+                XCTFail("not a JSON object of strings: \(line)")
+                continue
+            }
+            for key in ["time", "level", "logger", "message"] { XCTAssertNotNil(object[key], "\(key) missing: \(line)") }
+            XCTAssertNotNil(timeFormat.date(from: object["time"] ?? ""), line.description)
+            levels.insert(object["level"] ?? "")
+            if object["message"] == "refused at the door" && object["reason"] == "invalid_id" { refusals += 1 }
+            messages.append(object["message"] ?? "")
+        }
+        XCTAssertFalse(messages.contains("FORGED"), "a forged line reached the log")
+        XCTAssertTrue(levels.isSuperset(of: ["info", "notice"]), "\(levels)")
+        XCTAssertEqual(refusals, 1, "the refusal is one line with its reason as a key")
+        XCTAssertTrue(messages.contains("ready") && messages.contains("stopped"), "\(messages)")
+    }
+
     /// A DEALER whose header frame is empty is refused as a bad header, not misread as a REQ envelope.
     func testDealerEmptyHeaderFrameIsABadHeader() throws {
         let daemon = try startDaemon(.init(mode: "router", pack: try fastPack()))
@@ -223,6 +256,42 @@ final class HardeningTests: ServiceTestCase {
         try waitUntil("ready again", timeout: 30, daemon: daemon) { daemon.log.contains("ready again") || daemon.log.contains("store available again") }
         XCTAssertEqual(try dealer.submit(header: ["id": "after-space"], image: png).status, .accepted)
         XCTAssertEqual(daemon.launches, 1, "no restart")
+        stop(daemon)
+    }
+
+    /// A producer beyond max_connections that reconnects over and over delivers nothing while the cap is
+    /// full, and loses nothing: once a slot frees, everything it queued arrives. (Refused only after its
+    /// handshake, each attempt could hand lgapd up to high_water_mark messages first: 8.7 GB in a
+    /// 4-minute storm of maximal jobs while intake was paused.)
+    func testProducerOverTheCapDeliversNothingUntilASlotFrees() throws {
+        // Slow jobs and a backlog of one keep intake paused, when the refusal used to come late.
+        var options = DaemonProcess.Options(mode: "pull", pack: try slowPack(steps: 150))
+        options.sections["ingest"] = ["max_connections": "1", "max_backlog": "1"]
+        let daemon = try startDaemon(options)
+        let store = try store(daemon)
+        let png = try TestImages.png
+        let first = try producer(daemon, .push)
+        let slow = (0..<12).map { "slow-\($0)" }
+        for id in slow { try first.send(header: ["id": id], image: png) }
+        try waitUntil("the first producer's job taken in", timeout: 60, daemon: daemon) { try store.job("slow-0") != nil }
+        // The second producer reconnects every 20 ms, its jobs queued.
+        let second = try producer(daemon, .push)
+        let ids = (0..<50).map { "over-\($0)" }
+        for id in ids { try second.send(header: ["id": id, "params": ["steps": 2]], image: png) }
+        let t0 = Date()
+        while Date().timeIntervalSince(t0) < 8 {
+            Thread.sleep(forTimeInterval: 0.5)
+            let through = try ids.filter { try store.job($0) != nil }
+            XCTAssertEqual(through, [], "taken in over max_connections after \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+            if !through.isEmpty { break }
+        }
+        let refusals = daemon.log.components(separatedBy: "max_connections reached").count - 1
+        XCTAssertGreaterThan(refusals, 10, "the second producer kept reconnecting")
+        // A slot frees: everything the second producer queued arrives, once.
+        first.socket.close()
+        try waitUntil("every queued job done", timeout: 120, daemon: daemon) { try (slow + ids).allSatisfy { try store.job($0)?.status == .done } }
+        XCTAssertEqual(daemon.launches, 1, "no restart")
+        print("over-cap producer: \(refusals) connections refused in 8 s, none delivered; all \(ids.count) done after a slot freed")
         stop(daemon)
     }
 
