@@ -8,7 +8,7 @@ PYTHON3 ?= /usr/bin/python3
 RELEASE := -c release
 TESTFLAGS := $(RELEASE) -Xswiftc -enable-testing
 
-.PHONY: deps build test bench install demo clean lint format
+.PHONY: deps build test test-deb bench install uninstall deb demo clean lint format
 
 deps:
 	scripts/setup-debian.sh
@@ -28,8 +28,20 @@ bench: build
 demo: build
 	.build/release/lgapctl purify models/cifar10-mini/samples
 
+# Static Swift runtime (only Debian's shared libraries needed), man pages and completions included.
 install: deps
 	scripts/install.sh $(PREFIX)
+
+uninstall:
+	scripts/uninstall.sh $(PREFIX)
+
+# .build/dist/lgap_VERSION_ARCH.deb
+deb: deps
+	scripts/package-deb.sh
+
+# Builds the .deb, unpacks it into a temporary root and runs a job through it (CI runs it).
+test-deb: deps
+	scripts/test-deb.sh
 
 clean:
 	rm -rf .build
@@ -37,8 +49,8 @@ clean:
 # Style: swift-format (.swift-format) over the Swift sources, ruff (tools/pyproject.toml) over tools/.
 # `make format` applies swift-format's layout; `make lint` only checks (CI runs it).
 lint:
-	$(SWIFT) format lint --strict -r Sources Tests Package.swift
+	$(SWIFT) format lint --strict -r Sources Tests Plugins Package.swift
 	$(RUFF) check tools clients/python
 
 format:
-	$(SWIFT) format format -i -r Sources Tests Package.swift
+	$(SWIFT) format format -i -r Sources Tests Plugins Package.swift

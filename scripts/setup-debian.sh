@@ -2,7 +2,7 @@
 # Installs the Debian packages lgap builds and runs against (skips what is already there).
 # Needs root or sudo. Swift itself (6.1 or later) must already be on PATH.
 set -euo pipefail
-packages=(libopenblas-dev libzmq3-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev libssl-dev libpq-dev libseccomp-dev pkg-config
+packages=(libopenblas-dev libzmq3-dev libsqlite3-dev libpng-dev libjpeg62-turbo-dev libssl-dev libpq-dev libseccomp-dev pkg-config dpkg-dev
           postgresql postgresql-client python3-venv python3-zmq)
 missing=()
 for p in "${packages[@]}"; do

@@ -3,7 +3,8 @@
 // go". No path of a build machine appears anywhere else.
 //
 //   LGAP_PACK    the model pack         default: models/cifar10-mini of the repository the binary was
-//                                       built in, else the installed pack (/usr/local/share/lgap/packs,
+//                                       built in, else the installed pack (<bin>/../share/lgap/packs of
+//                                       the binary's own prefix, /usr/local/share/lgap/packs,
 //                                       /usr/share/lgap/packs)
 //   LGAP_DB      the provenance store   default: the configuration's [daemon] database
 //   LGAP_CONFIG  lgapd's configuration  default: /etc/lgapd/lgapd.toml, $XDG_CONFIG_HOME/lgap/lgapd.toml,
@@ -29,7 +30,7 @@ public enum Locations {
     /// The repository this binary was built in (…/<repo>/.build/<config>/<binary>), if it still exists:
     /// the folder above the binary that holds Package.swift and models/.
     public static var repository: String? {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        var dir = executableFolder
         for _ in 0..<6 {
             let fm = FileManager.default
             if fm.fileExists(atPath: dir.appendingPathComponent("Package.swift").path),
@@ -42,10 +43,18 @@ public enum Locations {
         return nil
     }
 
+    /// The folder of the running binary, links resolved (from /proc/self/exe, so a binary started
+    /// through PATH is found too).
+    static var executableFolder: URL {
+        (Bundle.main.executableURL ?? URL(fileURLWithPath: CommandLine.arguments[0])).resolvingSymlinksInPath().deletingLastPathComponent()
+    }
+
     public static var pack: String {
         if let p = env("LGAP_PACK") { return p }
         var candidates: [String] = []
         if let repo = repository { candidates.append(repo + "/models/" + defaultPackName) }
+        // Installed under any prefix: PREFIX/bin/lgapd finds PREFIX/share/lgap/packs.
+        candidates.append(executableFolder.deletingLastPathComponent().path + "/share/lgap/packs/" + defaultPackName)
         candidates += ["/usr/local/share/lgap/packs/" + defaultPackName, "/usr/share/lgap/packs/" + defaultPackName]
         return candidates.first { FileManager.default.fileExists(atPath: $0 + "/pack.json") } ?? candidates[0]
     }
