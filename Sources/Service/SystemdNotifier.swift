@@ -25,9 +25,21 @@ public final class SystemdNotifier: @unchecked Sendable {
 
     var enabled: Bool { path != nil }
 
+    private let lock = NSLock()
+    private var announced = false
+
     /// Sends "KEY=value\n…"; errors are ignored (notification is best effort, as sd_notify's).
+    /// Until READY=1 has gone out only STOPPING=1 may precede it: the monitor's STATUS= and WATCHDOG=1
+    /// would otherwise race READY, which waits for the ingest loop (systemd arms the watchdog at READY,
+    /// and a status before it would describe a service that does not serve yet).
     public func notify(_ state: String) {
         guard let path else { return }
+        let lines = state.split(separator: "\n")
+        lock.lock()
+        if lines.contains("READY=1") { announced = true }
+        let send = announced || lines.contains("STOPPING=1")
+        lock.unlock()
+        guard send else { return }
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
         guard fd >= 0 else { return }
         defer { close(fd) }
