@@ -8,6 +8,9 @@ difference.
 Run: tools/eval/mcnemar.py $LGAP_EVAL/s12/pgd-1000.md [--sets clean,pgd]
      [--lgap-report $LGAP_EVAL/s13/pgd-1000-g3.md]  (the lgap side from another report, e.g. one run with
      `--extra "--guidance 3"`; the empty side stays the first report's)
+     tools/eval/mcnemar.py --compare A.md:lgap B.md:lgap [--sets clean,pgd]  (any two settings of any two
+     reports, e.g. two packs on the same source images: images are paired by class folder and file name,
+     so two attacked sets made from the same test-dev images pair up)
 """
 import argparse
 import json
@@ -15,13 +18,14 @@ import math
 from pathlib import Path
 
 
-def correct_by_file(path):
+def correct_by_file(path, by_name=False):
     rows = {}
     for line in Path(path).read_text().splitlines():
         if line.strip():
             r = json.loads(line)
             if r.get("status") == "done":
-                rows[r["file"]] = r.get("label") == Path(r["file"]).parent.name
+                f = Path(r["file"])
+                rows[f"{f.parent.name}/{f.name}" if by_name else r["file"]] = r.get("label") == f.parent.name
     return rows
 
 
@@ -34,13 +38,21 @@ def exact_mcnemar(b, c):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("report")
+    p.add_argument("report", nargs="?")
     p.add_argument("--sets", default="clean,pgd")
     p.add_argument("--lgap-report", default=None, help="report whose lgap rows to compare (default: the same)")
+    p.add_argument("--compare", nargs=2, metavar="REPORT:SETTING", help="compare the second against the first")
     args = p.parse_args()
+    if not args.report and not args.compare:
+        p.error("a report or --compare A:SETTING B:SETTING")
     for name in args.sets.split(","):
-        empty = correct_by_file(f"{args.report}.{name}.empty.jsonl")
-        lgap = correct_by_file(f"{args.lgap_report or args.report}.{name}.lgap.jsonl")
+        if args.compare:
+            (ra, sa), (rb, sb) = (c.rsplit(":", 1) for c in args.compare)
+            empty = correct_by_file(f"{ra}.{name}.{sa}.jsonl", by_name=True)
+            lgap = correct_by_file(f"{rb}.{name}.{sb}.jsonl", by_name=True)
+        else:
+            empty = correct_by_file(f"{args.report}.{name}.empty.jsonl")
+            lgap = correct_by_file(f"{args.lgap_report or args.report}.{name}.lgap.jsonl")
         both = [f for f in empty if f in lgap]
         fixes = sum(1 for f in both if lgap[f] and not empty[f])
         breaks = sum(1 for f in both if empty[f] and not lgap[f])
@@ -48,7 +60,8 @@ def main():
         diff = (fixes - breaks) / n
         # Wald interval of a paired difference of proportions: var = (b + c - (b - c)^2 / n) / n^2.
         half = 1.96 * math.sqrt(max(0.0, fixes + breaks - (fixes - breaks) ** 2 / n)) / n
-        print(f"{name}: {n} paired images, caption fixes {fixes}, breaks {breaks}, "
+        what = "second fixes" if args.compare else "caption fixes"
+        print(f"{name}: {n} paired images, {what} {fixes}, breaks {breaks}, "
               f"exact McNemar p = {exact_mcnemar(fixes, breaks):.3g}; accuracy difference "
               f"{100 * diff:+.1f} points, 95% CI [{100 * (diff - half):+.1f}, {100 * (diff + half):+.1f}]")
 
