@@ -23,7 +23,7 @@ func runMetricsBench(jobs: Int, threads: Int, jobsPerScrape: Int, referenceJobMs
     }
     let seconds = Date().timeIntervalSince(t0)
     let renderedBytes = DaemonMetrics.registry.emitToString().utf8.count
-    let perJobUs = seconds * 1e6 / Double(perThread * threads) * Double(threads)  // wall time per job on one thread
+    let perJobUs = seconds * 1e6 / Double(perThread)  // each thread's wall time per job it ran
     print("# lgap-bench metrics — \(perThread * threads) jobs on \(threads) thread(s), a render every \(jobsPerScrape) jobs (\(renderedBytes) bytes)")
     print(String(format: "metrics work per job: %.2f µs (one thread's wall time)", perJobUs))
     print(String(format: "share of a %.3f ms job: %.3f%%", referenceJobMs, 100 * perJobUs / (referenceJobMs * 1000)))
