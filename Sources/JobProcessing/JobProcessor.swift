@@ -80,7 +80,9 @@ public final class JobProcessor: Sendable {
             }
             item.timings[StageName.decode.rawValue] = ms
             switch result {
-            case .success(let img):
+            case .success(let decoded):
+                // classifier_resize before_purification: every later stage sees the classifier's input.
+                let img = pack.manifest.resizesBeforePurification ? pack.classifier.resized(decoded) : decoded
                 item.image = img
                 item.width = img.width
                 item.height = img.height
@@ -184,12 +186,15 @@ public final class JobProcessor: Sendable {
         return batch
     }
 
+    /// Whether the classify stage applies the classifier's resize (not when decode did already).
+    private var resizeForClassifier: Bool { !pack.manifest.resizesBeforePurification }
+
     /// The classifier's preprocessed input for each purified copy (or for the image itself without
     /// purification), hashing and keeping the purified images at the input's size on the way.
     private func classifierInputs(_ item: JobItem) -> [Tensor] {
         let classifier = pack.classifier
         guard let purified = item.purified, let purifier = pack.purifier else {
-            return item.image.map { [classifier.preprocess([$0])] } ?? []
+            return item.image.map { [classifier.preprocess([$0], resize: resizeForClassifier)] } ?? []
         }
         var sha = SHA256()
         var out: [Tensor] = []
@@ -198,7 +203,7 @@ public final class JobProcessor: Sendable {
             let image = RGBImage(tensor: copy)
             sha.update(image.pixels)
             if k == 0 && options.keepPurified { item.purifiedPNG = try? ImageCodec.encodePNG(image) }
-            out.append(classifier.preprocess([image]))
+            out.append(classifier.preprocess([image], resize: resizeForClassifier))
         }
         item.purifiedSHA256 = SHA256.hexString(sha.finalize())
         item.purified = nil

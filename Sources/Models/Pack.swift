@@ -27,11 +27,15 @@ public final class Pack: Sendable {
             let size = manifest.imageSize.map { ($0[0], $0[1]) }
             purifier = try DiffusionPurifier(
                 pack: folder, modelSize: size,
-                resizeMode: InterpolationMode(rawValue: manifest.resize ?? "bicubic") ?? .bicubic)
+                resizeMode: InterpolationMode(rawValue: manifest.resize ?? "bicubic") ?? .bicubic,
+                noiseSchedule: manifest.noise)
         } else {
             purifier = nil
         }
-        captioner = fm.fileExists(atPath: folder + "/captioner/config.json") ? try Captioner(folder: folder + "/captioner") : nil
+        captioner =
+            fm.fileExists(atPath: folder + "/captioner/config.json")
+            ? try Captioner(folder: folder + "/captioner", resize: manifest.captioning?.resize.flatMap(InterpolationMode.init(rawValue:)))
+            : nil
     }
 
     /// Purification parameters: the pack's defaults, overridden field by field.

@@ -27,6 +27,8 @@ public enum WeightError: Error, CustomStringConvertible, Equatable {
 public final class WeightStore: @unchecked Sendable {
     public let files: [SafeTensorsFile]
     private var owner: [String: SafeTensorsFile] = [:]
+    /// Keys renamed by `renameKeys`: the model's name → the name in the file.
+    private var storedName: [String: String] = [:]
     private var used = Set<String>()
     private let lock = NSLock()
     public let source: String
@@ -72,13 +74,30 @@ public final class WeightStore: @unchecked Sendable {
 
     public func contains(_ key: String) -> Bool { owner[key] != nil }
 
-    public func shape(_ key: String) -> [Int]? { owner[key]?.tensors[key]?.shape }
+    public func shape(_ key: String) -> [Int]? { owner[key]?.tensors[storedName[key] ?? key]?.shape }
 
     public func tensor(_ key: String, shape: [Int]?) throws -> Tensor {
-        guard let file = owner[key], let info = file.tensors[key] else { throw WeightError.missing(key: key, source: source) }
+        let stored = storedName[key] ?? key
+        guard let file = owner[key], let info = file.tensors[stored] else { throw WeightError.missing(key: key, source: source) }
         if let shape, shape != info.shape { throw WeightError.shapeMismatch(key: key, expected: shape, actual: info.shape) }
         lock.lock(); used.insert(key); lock.unlock()
-        return try file.tensor(key)
+        return try file.tensor(stored)
+    }
+
+    /// Gives stored keys the names the model asks for, where `rename` returns one (a checkpoint
+    /// written under a library's older names); a renamed key is read, shape-checked and counted as
+    /// used under its new name. Refuses a rename onto a key the file already has.
+    public func renameKeys(_ rename: (String) -> String?) throws {
+        lock.lock(); defer { lock.unlock() }
+        for key in owner.keys.sorted() {
+            guard let new = rename(key), new != key, let file = owner[key] else { continue }
+            guard owner[new] == nil else {
+                throw WeightError.badFolder(path: source, reason: "holds both '\(key)' and its current name '\(new)'")
+            }
+            owner[new] = file
+            owner[key] = nil
+            storedName[new] = storedName[key] ?? key
+        }
     }
 
     /// Marks keys as deliberately ignored (e.g. BatchNorm's num_batches_tracked counters).

@@ -10,6 +10,6 @@ struct LgapCtl: ParsableCommand {
         version: Daemon.versionText(tool: "lgapctl"),
         subcommands: [
             Submit.self, History.self, Show.self, Stats.self, Export.self, Replay.self, Retry.self, Nodes.self, Purify.self, Classify.self,
-            Keygen.self, ResultsProxy.self, Backup.self, Prune.self
+            Keygen.self, ResultsProxy.self, Backup.self, Prune.self, PackCommand.self
         ])
 }

@@ -75,6 +75,10 @@ public struct BlipImageProcessor: Sendable {
 
     public let config: Config
     let filter: PILFilter
+    /// When set, do_resize interpolates the float image (u8 / 255) with torch's interpolate
+    /// (align_corners False, no antialias) in this mode instead of PIL-resizing the 8-bit image, then
+    /// normalises: the LGAP reference code's torchvision Resize + Normalize on tensors.
+    public var tensorResize: InterpolationMode?
 
     public init(config: Config, path: String = "preprocessor_config.json") throws {
         func bad(_ m: String) -> ModelError { .badConfig(path, m) }
@@ -115,6 +119,9 @@ public struct BlipImageProcessor: Sendable {
         let mean = config.doNormalize ? config.imageMean : [0, 0, 0]
         let std = config.doNormalize ? config.imageStd : [1, 1, 1]
         let factor = config.doRescale ? config.rescaleFactor : 1
+        if config.doResize, let mode = tensorResize {
+            return tensorResized(images, height: h, width: w, mode: mode, mean: mean, std: std)
+        }
         for (n, image) in images.enumerated() {
             let resized = config.doResize ? PILResample.resize(image, width: w, height: h, filter: filter) : image
             guard resized.width == w, resized.height == h else {
@@ -128,6 +135,28 @@ public struct BlipImageProcessor: Sendable {
                             let x = Float(Double(src[i * 3 + c]) * factor)
                             dst[i] = config.doNormalize ? (x - mean[c]) / std[c] : x
                         }
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The tensorResize path: ToTensor (u8 / 255 in float32), interpolate, (x − mean) / std.
+    private func tensorResized(_ images: [RGBImage], height h: Int, width w: Int, mode: InterpolationMode, mean: [Float], std: [Float]) -> Tensor {
+        let resized = images.map { image -> Tensor in
+            let x = image.tensor()  // [1, 3, H, W]
+            return (image.height, image.width) == (h, w) ? x : interpolate(x, height: h, width: w, mode: mode)
+        }
+        let x = resized.count == 1 ? resized[0] : concat(resized, axis: 0)
+        let plane = h * w
+        let out = Tensor(uninitialized: x.shape)
+        x.withData { src in
+            out.withFreshData { dst in
+                for n in 0..<images.count {
+                    for c in 0..<3 {
+                        let o = (n * 3 + c) * plane
+                        for i in 0..<plane { dst[o + i] = (src[o + i] - mean[c]) / std[c] }
                     }
                 }
             }

@@ -29,7 +29,9 @@ public struct Captioner: Sendable {
     /// generation_config.json's settings over the legacy ones in config.json's text_config.
     public let generationDefaults: BlipGenerationConfig
 
-    public init(folder: String) throws {
+    /// `resize`: nil resizes with the processor's own PIL filter on the 8-bit image (transformers);
+    /// a mode resizes the float image with torch interpolate instead (pack.json captioning.resize).
+    public init(folder: String, resize: InterpolationMode? = nil) throws {
         config = try BlipConfig.load(folder: folder)
         let store = try WeightStore(folder: folder)
         let w = WeightScope(store)
@@ -37,7 +39,9 @@ public struct Captioner: Sendable {
         decoder = try BlipTextDecoder(w.scope("text_decoder"), config: config.textConfig)
         try store.checkAllUsed()
         tokenizer = try WordPieceTokenizer(folder: folder)
-        processor = try BlipImageProcessor(folder: folder)
+        var processor = try BlipImageProcessor(folder: folder)
+        processor.tensorResize = resize
+        self.processor = processor
         let fileDefaults = try BlipGenerationConfig.load(folder: folder) ?? BlipGenerationConfig()
         generationDefaults = fileDefaults.filling(from: config.textConfig.generation)
 

@@ -80,14 +80,24 @@ public final class ImageClassifier: Sendable {
         }
     }
 
-    /// Normalised input tensor [N, 3, H, W] for a batch of images.
-    public func preprocess(_ images: [RGBImage]) -> Tensor {
+    /// The image at the input size by a plain resize (no crop), unchanged when it has that size.
+    func fitted(_ image: RGBImage) -> RGBImage {
+        let (h, w) = (config.inputSize[0], config.inputSize[1])
+        if image.width == w && image.height == h { return image }
+        return PILResample.resize(image, width: w, height: h, filter: PILFilter(rawValue: config.resize.filter ?? "bilinear") ?? .bilinear)
+    }
+
+    /// Normalised input tensor [N, 3, H, W] for a batch of images. `resize` false: the images were
+    /// brought to the input size by `resized` already (pack.json classifier_resize
+    /// before_purification), so only a plain resize to the input size remains, applied only if a
+    /// size differs.
+    public func preprocess(_ images: [RGBImage], resize: Bool = true) -> Tensor {
         let (h, w) = (config.inputSize[0], config.inputSize[1])
         let out = Tensor(uninitialized: [images.count, 3, h, w])
         let plane = h * w
         out.withFreshData { p in
             for (n, image) in images.enumerated() {
-                let img = resized(image)
+                let img = resize ? resized(image) : fitted(image)
                 img.pixels.withUnsafeBufferPointer { px in
                     for c in 0..<3 {
                         let dst = p + (n * 3 + c) * plane

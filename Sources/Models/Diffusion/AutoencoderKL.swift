@@ -178,6 +178,17 @@ public struct AutoencoderKL: Sendable {
     let postQuantConv: Conv2d?
     public let parameterCount: Int
 
+    /// SD 1.x's VAE ships its mid-block attention under diffusers' deprecated AttentionBlock names
+    /// (query, key, value, proj_attn); diffusers renames them on load (_convert_deprecated_attention_blocks)
+    /// and so does lgap.
+    static func currentAttentionName(_ key: String) -> String? {
+        for (old, new) in [(".query.", ".to_q."), (".key.", ".to_k."), (".value.", ".to_v."), (".proj_attn.", ".to_out.0.")]
+        where key.contains(".attentions.") && key.contains(old) {
+            return key.replacingOccurrences(of: old, with: new)
+        }
+        return nil
+    }
+
     public init(folder: String) throws {
         let path = folder + "/config.json"
         guard let data = FileManager.default.contents(atPath: path) else { throw ModelError.missingFile(path) }
@@ -186,6 +197,7 @@ public struct AutoencoderKL: Sendable {
         for t in config.upBlockTypes where t != "UpDecoderBlock2D" { throw ModelError.badConfig(path, "unsupported up block type '\(t)'") }
         guard config.actFn == "silu" else { throw ModelError.badConfig(path, "unsupported act_fn '\(config.actFn)'") }
         let store = try WeightStore(folder: folder)
+        try store.renameKeys(Self.currentAttentionName)
         let w = WeightScope(store)
         let l2 = 2 * config.latentChannels
         encoder = try VAEEncoder(w.scope("encoder"), config)

@@ -61,11 +61,15 @@ public final class DiffusionPurifier: Sendable {
     /// The size the model works at (height, width); nil: the image's own size.
     public let modelSize: (Int, Int)?
     public let resizeMode: InterpolationMode
+    /// Where the start noise goes (pack.json "noise_schedule").
+    public let noiseSchedule: NoiseSchedule
     let emptyContext: Tensor
 
     /// Loads a diffusers-layout pack: text_encoder/, tokenizer/, unet/, scheduler/ and, for latent
     /// models, vae/.
-    public init(pack: String, modelSize: (Int, Int)?, resizeMode: InterpolationMode = .bicubic) throws {
+    public init(
+        pack: String, modelSize: (Int, Int)?, resizeMode: InterpolationMode = .bicubic, noiseSchedule: NoiseSchedule = .diffusers
+    ) throws {
         tokenizer = try CLIPTokenizer(folder: pack + "/tokenizer")
         textEncoder = try CLIPTextModel(folder: pack + "/text_encoder")
         unet = try UNet2DConditionModel(folder: pack + "/unet")
@@ -73,6 +77,7 @@ public final class DiffusionPurifier: Sendable {
         vae = FileManager.default.fileExists(atPath: pack + "/vae/config.json") ? try AutoencoderKL(folder: pack + "/vae") : nil
         self.modelSize = modelSize
         self.resizeMode = resizeMode
+        self.noiseSchedule = noiseSchedule
         let latentChannels = vae?.config.latentChannels ?? 3
         guard unet.config.inChannels == latentChannels, unet.config.outChannels == latentChannels else {
             throw ModelError.badConfig(
@@ -86,11 +91,24 @@ public final class DiffusionPurifier: Sendable {
         emptyContext = try textEncoder([tokenizer("")])
     }
 
-    /// Refuses parameters this purifier cannot run: the general limits, and more DDIM steps than its
-    /// scheduler has training timesteps.
+    /// Refuses parameters this purifier cannot run: the general limits, more DDIM steps than its
+    /// scheduler has training timesteps, and (CompVis noise schedule) a start noise past the schedule.
     public func validate(_ p: PurificationParameters) throws {
         try p.validate()
         if let why = scheduler.refusal(steps: p.steps) { throw ModelError.badInput(why) }
+        _ = try startNoiseTimestep(p)
+    }
+
+    /// The timestep the start noise is added at (see NoiseSchedule).
+    func startNoiseTimestep(_ p: PurificationParameters) throws -> Int {
+        let first = scheduler.img2imgTimesteps(steps: p.steps, strength: p.strength)[0]
+        let n = scheduler.config.numTrainTimesteps
+        guard let t = noiseSchedule.noiseTimestep(firstStep: first, steps: p.steps, trainTimesteps: n) else {
+            throw ModelError.badInput(
+                "noise_schedule compvis noises one DDIM stride above the first step (t = \(first)), past the schedule's \(n) training timesteps: use strength < 1"
+            )
+        }
+        return t
     }
 
     /// Text-encoder states [1, 77, D] for a caption.
@@ -143,6 +161,7 @@ public final class DiffusionPurifier: Sendable {
         }
         let k = p.ensemble
         let timesteps = scheduler.img2imgTimesteps(steps: p.steps, strength: p.strength)
+        let noiseTimestep = try startNoiseTimestep(p)
         var generators = requests.map { TorchGenerator(seed: $0.parameters.seed) }
         // Per image, in the generator order of the single-image pipeline: [0,1] → model size → [−1,1]
         // → (one posterior sample) → repeated for the ensemble → start noise → noised to the first step.
@@ -160,7 +179,7 @@ public final class DiffusionPurifier: Sendable {
             }
             initial = concat(Array(repeating: initial, count: k), axis: 0)
             let noise = generators[i].randn(initial.shape)
-            starts.append(scheduler.addNoise(initial, noise: noise, timestep: timesteps[0]))
+            starts.append(scheduler.addNoise(initial, noise: noise, timestep: noiseTimestep))
         }
         var latents = starts.count == 1 ? starts[0] : concat(starts, axis: 0)
         let n = latents.shape[0]
