@@ -107,9 +107,11 @@ struct PipelineRun: ParsableCommand {
     @Option(help: "Micro-batch size.") var batch = 32
     @Option(help: "Seed of the first image.") var seed: UInt64 = 1
     @Option(name: .customLong("peak-gflops"), help: "This machine's FP32 peak, for the utilisation column.") var peakGFLOPs: Double = 530
+    @Option(help: "Pack folder (default: models/cifar10-mini).") var pack: String?
     func run() throws {
         bench.apply()
-        try runPipelineBench(images: images, batch: batch, threads: bench.threads, python: bench.interpreter, seed: seed, peakGFLOPs: peakGFLOPs)
+        try runPipelineBench(
+            images: images, batch: batch, threads: bench.threads, python: bench.interpreter, seed: seed, peakGFLOPs: peakGFLOPs, pack: pack)
     }
 }
 

@@ -72,16 +72,22 @@ func runModelCase(_ name: String, cache: String, repeats: Int, check: String? = 
         inputs["output"] = output
         try SafeTensorsWriter.write(inputs, to: check)
     }
+    return (times[times.count / 2], peakRSSKilobytes())
+}
+
+/// This process's peak resident set so far (getrusage ru_maxrss, KiB on Linux).
+func peakRSSKilobytes() -> Int {
     var usage = rusage()
     getrusage(RUSAGE_SELF.rawValue, &usage)
-    return (times[times.count / 2], Int(usage.ru_maxrss))
+    return Int(usage.ru_maxrss)
 }
 
 /// Runs a child process and parses its last stdout line as JSON.
-func childJSON(_ executable: String, _ arguments: [String]) throws -> [String: Any] {
+func childJSON(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> [String: Any] {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: executable)
     p.arguments = arguments
+    if let environment { p.environment = environment }
     let out = Pipe()
     p.standardOutput = out
     try p.run()

@@ -3,7 +3,14 @@
 // PyTorch reference pipeline (tools/bench/torch_pipeline.py: transformers + diffusers + the torch
 // classifier) on the same pack, parameters, seeds, batch size and threads. Prints images/s for both, the
 // ratio, per-stage seconds per image, FLOPs per image per stage (counted on the reference) and the share
-// of the machine's FP32 peak each stage reaches in lgap; and how often the two pipelines agree.
+// of the machine's FP32 peak each stage reaches in lgap; peak memory of each side; and how often the
+// two pipelines agree. Any pack runs (--pack): the default pack, or a latent SD pack such as the
+// paper's (docs/packs/sd15-blip).
+//
+// The reference runs as tuned as a user who cares would run it (../shared/MACHINE-NOTES.md): tcmalloc
+// preloaded when installed (libtcmalloc-minimal4), OPENBLAS_NUM_THREADS=1 beside torch's own
+// set_num_threads(threads), the same micro-batches, K purifications and both guidance branches in one
+// UNet batch.
 import Foundation
 import ImageIO
 import Models
@@ -12,9 +19,11 @@ import JobModel
 import JobProcessing
 import Tensor
 
-func runPipelineBench(images count: Int, batch: Int, threads: Int, python: String, seed: UInt64, peakGFLOPs: Double) throws {
+func runPipelineBench(
+    images count: Int, batch: Int, threads: Int, python: String, seed: UInt64, peakGFLOPs: Double, pack packFolder: String?
+) throws {
     let root = repoRoot()
-    let packDir = root + "/models/cifar10-mini"
+    let packDir = packFolder ?? root + "/models/cifar10-mini"
     let work = NSTemporaryDirectory() + "lgap-pipeline-bench-\(getpid())"
     let fm = FileManager.default
     try fm.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -50,17 +59,19 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     // The reference, same files in the same order.
     let list = work + "/files.txt"
     try files.joined(separator: "\n").write(toFile: list, atomically: true, encoding: .utf8)
+    let oursPeakMiB = Double(peakRSSKilobytes()) / 1024  // before the reference runs: a child is not counted
     let theirs = try childJSON(
         python,
         [
             root + "/tools/bench/torch_pipeline.py", "--pack", packDir, "--list", list,
             "--batch", String(batch), "--threads", String(threads), "--seed", String(seed)
-        ])
+        ], environment: tunedTorchEnvironment())
     let tStages = theirs["stages"] as? [String: Double] ?? [:]
     let flops = theirs["flops"] as? [String: Double] ?? [:]
     let tTotal = theirs["seconds"] as? Double ?? .nan
     let tLabels = theirs["labels"] as? [String] ?? []
     let tCaptions = theirs["captions"] as? [String] ?? []
+    let theirPeakMiB = (theirs["peak_rss_kb"] as? Double ?? .nan) / 1024
     let sameLabel = zip(ours, tLabels).filter { $0.0.prediction?.label == $0.1 }.count
     let sameCaption = zip(ours, tCaptions).filter { $0.0.caption?.text == $0.1 }.count
 
@@ -87,4 +98,17 @@ func runPipelineBench(images count: Int, batch: Int, threads: Int, python: Strin
     }
     print("")
     print("agreement: same label \(sameLabel)/\(count), same caption \(sameCaption)/\(count)")
+    print(String(format: "peak memory: lgap %.0f MiB, PyTorch %.0f MiB (resident set, whole process)", oursPeakMiB, theirPeakMiB))
+}
+
+/// The environment the PyTorch reference runs under: tcmalloc preloaded when installed, OpenBLAS
+/// single-threaded (torch's own threads do the parallel work), everything else inherited.
+func tunedTorchEnvironment() -> [String: String] {
+    var env = ProcessInfo.processInfo.environment
+    let tcmalloc = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+    if FileManager.default.fileExists(atPath: tcmalloc) {
+        env["LD_PRELOAD"] = [tcmalloc, env["LD_PRELOAD"]].compactMap { $0 }.joined(separator: ":")
+    }
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    return env
 }
