@@ -8,10 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-${LGAP_VENV:-${XDG_DATA_HOME:-$HOME/.local/share}/lgap/venv}}
-sudo=""
-[ "$(id -u)" -ne 0 ] && sudo="sudo"
-$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-torch python3-venv python3-pil python3-numpy libtcmalloc-minimal4
-/usr/bin/python3 -m venv --system-site-packages "$venv"
+scripts/setup-debian.sh python3-torch python3-torchvision python3-venv python3-pil python3-numpy libtcmalloc-minimal4
+[ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv --system-site-packages "$venv"
 "$venv/bin/pip" install -q -e "tools[dev]"
 "$venv/bin/python" -c "import torch, diffusers, transformers, lgaptools; print('torch', torch.__version__, 'diffusers', diffusers.__version__, 'transformers', transformers.__version__)"
 echo "export LGAP_PYTHON=$venv/bin/python"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Adaptive attack on the whole LGAP defence: PGD L∞ with BPDA (the purifier's gradient taken as the
 identity) and EOT (the gradient averaged over --eot independent purifications per step), using a
-PyTorch run of the same pack (tools/lgaptools/purify_ref.PixelPurifier with the pack's defaults and
-the caption the pack's captioner gives the current adversarial image).
+PyTorch run of the same pack (tools/lgaptools/defence_ref: purify_ref's PixelPurifier or LatentPurifier
+with the pack's defaults and the caption the pack's captioner gives the current adversarial image).
 
 Each step: caption the current image (transformers BLIP, beam settings of pack.json), purify it --eot
 times with fresh seeds, classify the purified images, and step along the sign of the summed
@@ -36,41 +36,18 @@ from PIL import Image
 from lgaptools import locations  # noqa: E402
 
 ROOT = locations.repo()
-from lgaptools import cifar, classifiers, purify_ref  # noqa: E402
+from lgaptools import cifar, classifiers, defence_ref  # noqa: E402
 
 
-class Defence:
-    """The PyTorch reference run of the pack: transformers BLIP captions, purify_ref purification."""
-
-    def __init__(self, pack):
-        from transformers import BlipForConditionalGeneration, BlipProcessor
-        pack = Path(pack)
-        self.manifest = json.loads((pack / "pack.json").read_text())
-        self.net, _ = classifiers.load_frozen(Path(pack) / "classifier")
-        self.processor = BlipProcessor.from_pretrained(pack / "captioner")
-        self.captioner = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
-        self.purifier = purify_ref.PixelPurifier(pack, model_size=tuple(self.manifest["image_size"]),
-                                                 resize_mode=self.manifest.get("resize", "bicubic"))
-
-    @torch.no_grad()
-    def captions(self, x):
-        images = [Image.fromarray((xi.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for xi in x]
-        c = self.manifest["captioning"]
-        px = self.processor(images=images, return_tensors="pt").pixel_values
-        out = self.captioner.generate(pixel_values=px, num_beams=c["num_beams"], min_length=c["min_length"],
-                                      max_length=c["max_length"], synced_gpus=False)
-        return [self.processor.decode(o, skip_special_tokens=True) for o in out]
-
-    @torch.no_grad()
-    def purify(self, x, caps, seed):
-        d = self.manifest["purification"]
-        return torch.cat([self.purifier.purify(xi.unsqueeze(0), c, d["strength"], d["steps"], d["guidance"], seed + i,
-                                               ensemble=1, eta=d.get("eta", 0.0)) for i, (xi, c) in enumerate(zip(x, caps))])
+class Defence(defence_ref.ReferenceDefence):
+    """The PyTorch reference run of the pack (lgaptools/defence_ref: BLIP captions, purify_ref purification)."""
 
     def purify_samples(self, x, seeds):
-        """One purified batch per seed, all guided by the captions of x."""
+        """One purified batch per seed (image i purified with seed + i, ensemble 1), all guided by the
+        captions of x (the defence's input, 8-bit)."""
+        x = defence_ref.quantise(x)
         caps = self.captions(x)
-        return [self.purify(x, caps, seed) for seed in seeds]
+        return [self.purify(x, caps, [seed + i for i in range(len(x))], ensemble=1) for seed in seeds]
 
 
 class LgapDefence:
@@ -82,9 +59,20 @@ class LgapDefence:
         self.pack = str(pack)
         self.lgapctl = lgapctl
         self.manifest = json.loads((Path(pack) / "pack.json").read_text())
-        self.net, _ = classifiers.load_frozen(Path(pack) / "classifier")
+        if self.manifest.get("classifier_resize", "after_purification") != "after_purification":
+            raise SystemExit("--defence lgap supports classifier_resize after_purification only: with before_purification "
+                             "lgapctl crops the input before purifying, so its purified images are not at the attacked "
+                             "image's size (attack with the reference defence, which follows the crop)")
+        self.net, self.classifier_config = classifiers.load_frozen(Path(pack) / "classifier")
         self._work = tempfile.TemporaryDirectory(prefix="lgap-bpda-")
         self.work = Path(self._work.name)
+
+    def prepare_differentiable(self, x):
+        return x
+
+    def logits(self, purified):
+        """Differentiable logits of the purified images (the classifier's resize as a linear map)."""
+        return self.net(classifiers.resize_input_differentiable(purified, self.classifier_config))
 
     def purify_samples(self, x, seeds):
         """One purified batch per seed (each a [N, 3, H, W] tensor in [0, 1]), through lgapctl."""
@@ -145,15 +133,18 @@ def main():
                 gen.set_state(state["gen"])
         for step in range(first, args.steps):
             seeds = [int(torch.randint(0, 2**31 - 1, (1,), generator=gen)) for _ in range(args.eot)]
-            grad = torch.zeros_like(adv)
+            a = adv.clone().requires_grad_(True)
+            xin = defence.prepare_differentiable(a)  # the classifier's resize when it comes first, else a itself
+            grad_in = torch.zeros_like(xin)
             correct = 0
-            for purified in defence.purify_samples(adv, seeds):
+            for purified in defence.purify_samples(xin.detach(), seeds):
                 purified.requires_grad_(True)
-                logits = defence.net(purified)
+                logits = defence.logits(purified)
                 loss = F.cross_entropy(logits, y)
                 g, = torch.autograd.grad(loss, purified)
-                grad += g  # BPDA: the purifier's Jacobian taken as the identity
+                grad_in += g  # BPDA: the purifier's Jacobian taken as the identity
                 correct += int((logits.argmax(1) == y).sum())
+            grad, = torch.autograd.grad(xin, a, grad_in)
             adv = (adv + args.step * grad.sign()).clamp(x - args.eps, x + args.eps).clamp(0, 1).detach()
             out.mkdir(parents=True, exist_ok=True)
             torch.save({"bstart": bstart, "step": step + 1, "adv": adv, "gen": gen.get_state()}, state_path)
@@ -177,7 +168,8 @@ def main():
         xs.append(np.asarray(Image.open(out / "adv" / cls / f"{Path(names[k]).stem}.png")))
         ys.append(labels[k])
     with torch.no_grad():
-        pred = defence.net(torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255).argmax(1)
+        q = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float() / 255
+        pred = defence.net(classifiers.resize_input(q, defence.classifier_config)).argmax(1)
     report = dict(attack="BPDA+EOT PGD-Linf", eps=args.eps, step=args.step, steps=args.steps, eot=args.eot, n=len(idx),
                   undefended_adv_accuracy=float((pred == torch.tensor(ys)).float().mean()),
                   defended_accuracy_last_step_eot=progress["defended_correct"] / max(progress["seen"], 1),

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Preprocessor-blind PGD L∞ attack on the pack's classifier (it sees the classifier only).
 
-Loads models/cifar10-mini/classifier (the same converted ResNet-56 weights lgap runs), takes test-dev
-images (PIL-decoded, as lgap decodes them), runs PGD with a random start (ε = 8/255, step 2/255,
---steps ≥ 40), quantises the adversarial images to 8 bits, saves them losslessly as PNG under
+Loads the pack's classifier (--pack, pixel or latent; default models/cifar10-mini, the converted
+ResNet-56 lgap runs), takes test-dev images (PIL-decoded, as lgap decodes them), runs PGD with a random
+start (ε = 8/255, step 2/255, --steps ≥ 40) through the classifier's resize (Pillow's as a linear map;
+none at its input size), quantises the adversarial images to 8 bits, saves them losslessly as PNG under
 OUT/<class>/<name>.png, and reports the undefended accuracy on exactly what it saved (re-read from the
-PNGs). A deterministic subset: --n images spread evenly over the 9,000 (every 9000/n-th by index).
+PNGs, resized as lgap resizes them). A deterministic subset: --n images spread evenly over the 9,000
+(every 9000/n-th by index).
 
 Run: tools/train/run.sh tools/attack/pgd.py --n 1000 --out $LGAP_EVAL/pgd-1000
 Writes OUT/<class>/*.png, OUT/clean/<class>/*.png (the same images unattacked, for paired evaluation)
@@ -53,7 +55,8 @@ def main():
     p.add_argument("--out", required=True)
     args = p.parse_args()
     torch.set_num_threads(int(__import__("os").environ.get("LGAP_TORCH_THREADS", "2")))
-    net, _ = classifiers.load_frozen(Path(args.pack) / "classifier")
+    frozen, config = classifiers.load_frozen(Path(args.pack) / "classifier")
+    net = lambda z: frozen(classifiers.resize_input_differentiable(z, config))  # its resize (none at its input size)
     images, labels, names = cifar.load("test")
     idx = (np.linspace(0, len(images) - 1, args.n).round().astype(int) + args.offset) % len(images)
     out = Path(args.out)
@@ -77,8 +80,8 @@ def main():
         xs = torch.stack([torch.from_numpy(np.asarray(Image.open(out / "adv" / cifar.CLASSES[labels[k]] / f"{Path(names[k]).stem}.png")))
                           for k in b]).permute(0, 3, 1, 2).float() / 255
         with torch.no_grad():
-            adv_correct += int((net(xs).argmax(1) == y).sum())
-            clean_correct += int((net(x).argmax(1) == y).sum())
+            adv_correct += int((frozen(classifiers.resize_input(xs, config)).argmax(1) == y).sum())
+            clean_correct += int((frozen(classifiers.resize_input(x, config)).argmax(1) == y).sum())
         done = s + len(b)
         print(f"{done}/{len(idx)} clean acc {clean_correct / done:.4f} adv acc {adv_correct / done:.4f} "
               f"({time.time() - t0:.0f} s)", flush=True)

@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Full-gradient PGD-EOT on the whole LGAP defence (no BPDA): L∞ PGD whose gradient flows through the
 purification exactly as deployed, in PyTorch (tools/lgaptools/diffpurify.py, verified against
-purify_ref.PixelPurifier by --check-grad).
+purify_ref's PixelPurifier or LatentPurifier by --check-grad). Pixel-space and latent (vae/) packs alike.
 
 Modes
   full (default)  each PGD step: caption the current adversarial image (8-bit, the pack's BLIP, beam
                   settings of pack.json; the caption is discrete, so it is held fixed within the step and
                   its CLIP text states are constants for the gradient), then --eot samples, each one whole
                   purification as deployed with fresh noise (pack defaults: strength, DDIM steps, guidance,
-                  ensemble K, eta; overridable) differentiated through the resize (if any), add_noise at
-                  the start timestep (the noise a constant), every UNet call of the DDIM loop with both
-                  classifier-free-guidance branches, the DDIM update, the final clamp, the classifier and
-                  the ensemble soft vote (mean of the K softmax probabilities, as lgap's EnsembleVote).
+                  ensemble K, eta; overridable) differentiated through the resize (if any), the VAE
+                  encoder and posterior sample (latent packs), add_noise at the start timestep (the noise
+                  a constant), every UNet call of the DDIM loop with both classifier-free-guidance
+                  branches, the DDIM update, the VAE decoder, the final clamp, the classifier's resize
+                  (Pillow's as a linear map; none at its input size), the classifier and the ensemble
+                  soft vote (mean of the K softmax probabilities, as lgap's EnsembleVote).
                   Loss: cross-entropy of log(mean probabilities) against the true label, maximised; the
                   step follows the sign of the gradient summed over the EOT samples. Random start in the
                   ε-ball; projection onto the ε-ball and [0, 1] after every step.
@@ -27,12 +29,17 @@ After the attack the images are quantised to 8 bits (rounded) and saved lossless
 are evaluated in PyTorch: the undefended classifier, and the defence with --eval-samples fresh
 purifications per image (each an ensemble of K, captions of the saved image), reported as the mean
 accuracy and its spread over samples; captions of the saved images are checked for the true (and, in
-caption mode, the target) class with ConsistencyCheck's whole-word rule.
+caption mode, the target) class with ConsistencyCheck's whole-word rule. pack.json "classifier_resize":
+"before_purification" brings the image to the classifier's input first (captioned and purified there,
+classified without a further resize); "after_purification" (default) resizes the purified image.
 
---check-grad runs the checks only and prints them: DiffPurifier vs PixelPurifier.purify for the same
-seeds (eta 0 and eta 0.5, two images batched), and the attack loss's gradient against central finite
-differences (h = 1e-3) in float64 on single pixels and along a random direction, plus float32's
-gradient against float64's; also the caption loss's directional derivative.
+--check-grad runs the checks only and prints them: DiffPurifier vs purify_ref's purify_batch for the
+same seeds (eta 0 and eta 0.5, two images batched), and the attack loss's gradient against central
+finite differences (--check-h, default 1e-6) in float64 on single pixels and along a random direction
+(a pixel whose one-sided differences disagree has a kink within h and passes as KINK when autograd lies
+between them; at least half the pixels must match outright), plus float32's gradient against
+float64's; also the captioner's differentiable preprocessing against the processor (within Pillow's
+8-bit rounding when it resizes) and the caption loss's directional derivative.
 
 Run: tools/train/run.sh tools/attack/pgd_eot.py --n 200 --steps 100 --eot 10 --out $LGAP_EVAL/pgd-eot-200
      tools/attack/pgd_eot.py --check-grad
@@ -51,10 +58,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lgaptools import cifar, classifiers, diffpurify, locations, trainloop
+from lgaptools import captioner_ref, cifar, classifiers, diffpurify, locations, trainloop
 from lgaptools.diffpurify import ensemble_log_probs, ensemble_loss
 
-RESUME_IGNORES = {"out", "device", "no_checkpoint", "check_grad"}
+RESUME_IGNORES = {"out", "device", "no_checkpoint", "check_grad", "check_h"}
 
 
 # Models ---------------------------------------------------------------------------------------------
@@ -70,24 +77,36 @@ class Threat:
         self.purifier = diffpurify.DiffPurifier(self.pack, self.manifest, checkpointing=not args.no_checkpoint,
                                                 device=self.device)
         self.classifier_path = Path(args.classifier) if args.classifier else self.pack / "classifier"
-        self.net, _ = classifiers.load_frozen(self.classifier_path)
+        self.net, self.classifier_config = classifiers.load_frozen(self.classifier_path)
         self.net.to(self.device)
-        self.captioner = diffpurify.BlipCaptioner(self.pack, self.manifest, device=self.device)
+        self.captioner = captioner_ref.BlipCaptioner(self.pack, self.manifest, device=self.device)
         self.classes = self.manifest.get("classes", cifar.CLASSES)
         self.synonyms = self.manifest.get("synonyms", {})
         self.uncond = self.purifier.encode([""])
+        self.resize_before = self.manifest.get("classifier_resize", "after_purification") == "before_purification"
 
     def noise(self, seeds, x):
         return self.purifier.draw_noise(seeds, self.settings, self.purifier.noise_shape(x.shape[2:]))
 
+    def defence_input(self, x):
+        """What the defence captions and purifies: x itself, or with classifier_resize before_purification
+        the classifier's input (Pillow's resize as a linear map; the identity at the classifier's size)."""
+        return classifiers.resize_input_differentiable(x, self.classifier_config) if self.resize_before else x
+
+    def classify(self, images):
+        """Classifier logits; after purification (the default) the classifier's resize comes first."""
+        return self.net(images if self.resize_before else classifiers.resize_input_differentiable(images, self.classifier_config))
+
     def loss(self, x, y, cond, seeds):
         """Per-image attack loss and log mean probabilities for one purification sample (differentiable in x)."""
+        x = self.defence_input(x)
         purified = self.purifier.purify(x, cond, self.noise(seeds, x), self.settings, self.uncond)
-        log_probs = ensemble_log_probs(self.net, purified, self.settings.ensemble)
+        log_probs = ensemble_log_probs(self.classify, purified, self.settings.ensemble)
         return ensemble_loss(log_probs, y), log_probs
 
     def caption_states(self, x):
-        caps = self.captioner.captions(x)
+        """Captions of the defence's 8-bit input and their CLIP states."""
+        caps = self.captioner.captions(classifiers.resize_input(x, self.classifier_config) if self.resize_before else x)
         return caps, self.purifier.encode(caps)
 
     def names(self, caption):
@@ -128,7 +147,7 @@ def defence_gradient(th, adv, y, seed_sets):
 def caption_gradient(th, adv, target):
     """Gradient of the summed teacher-forced target-caption losses and the per-image loss."""
     a = adv.clone().requires_grad_(True)
-    loss = th.captioner.teacher_forced_loss(a, *target)
+    loss = th.captioner.teacher_forced_loss(th.defence_input(a), *target)
     g, = torch.autograd.grad(loss.sum(), a)
     return g, loss.detach(), None
 
@@ -168,7 +187,7 @@ def caption_targets(th, y, args):
 def evaluate(th, q, y, args, gen):
     """Undefended prediction and --eval-samples defended predictions (fresh noise each) per image."""
     caps, cond = th.caption_states(q)
-    undefended = th.net(q).argmax(1)
+    undefended = th.net(classifiers.resize_input(q, th.classifier_config)).argmax(1)
     preds, losses = [], []
     for _ in range(args.eval_samples):
         loss, log_probs = th.loss(q, y, cond, draw_seeds(gen, len(q)))
@@ -274,7 +293,7 @@ def process_batch(th, args, out, progress, bstart, b, data):
     egen = torch.Generator().manual_seed(batch_seed(args.seed, 1, bstart))
     caps, undefended, preds, losses = evaluate(th, q, y, args, egen)
     with torch.no_grad():
-        clean_pred = th.net(x).argmax(1)
+        clean_pred = th.net(classifiers.resize_input(x, th.classifier_config)).argmax(1)
     recs = image_records(th, b, names, y, caps, undefended, preds, losses, clean_pred, hist, targets)
     t_eval = time.time() - t1
     progress["batches"][str(bstart)] = dict(images=recs, attack_seconds=t_attack, eval_seconds=t_eval,
@@ -315,8 +334,9 @@ def summarise(progress, args, settings):
 
 # Checks ---------------------------------------------------------------------------------------------
 def check_reference(th, x, seeds):
-    """Max |DiffPurifier − PixelPurifier.purify| for the same seeds, batched, at eta 0 and 0.5; and
-    the grad-enabled (checkpointed) run against the no-grad one."""
+    """Max |DiffPurifier − purify_ref's purify_batch| (the pack's PixelPurifier or LatentPurifier) for the same
+    seeds and the same batch (batch composition changes float rounding, which a small random model can
+    amplify far beyond it), at eta 0 and 0.5; and the grad-enabled (checkpointed) run against the no-grad one."""
     caps, cond = th.caption_states(x)
     results = {}
     for eta in (th.settings.eta, 0.5):
@@ -324,8 +344,8 @@ def check_reference(th, x, seeds):
         s.eta = eta
         with torch.no_grad():
             mine = th.purifier.purify(x, cond, th.purifier.draw_noise(seeds, s, th.purifier.noise_shape(x.shape[2:])), s)
-        ref = torch.cat([th.purifier.ref.purify(x[i:i + 1].cpu(), caps[i], s.strength, s.steps, s.guidance, seeds[i],
-                                                 ensemble=s.ensemble, eta=s.eta) for i in range(len(x))])
+        ref = torch.cat(th.purifier.ref.purify_batch([xi.unsqueeze(0).cpu() for xi in x], caps, s.strength, s.steps, s.guidance,
+                                                      seeds, ensemble=s.ensemble, eta=s.eta))
         results[f"eta={eta}"] = float((mine.cpu() - ref).abs().max())
     xg = x.clone().requires_grad_(True)
     with_grad = th.purifier.purify(xg, cond, th.noise(seeds, x), th.settings, th.uncond)
@@ -340,11 +360,30 @@ def finite_difference(f, x, direction, h):
         return float((f(x + h * direction) - f(x - h * direction)) / (2 * h))
 
 
+def differences(f, x, direction, h, f0):
+    """(central, forward, backward) differences of f at x along direction; f0 = f(x)."""
+    with torch.no_grad():
+        fp, fm = float(f(x + h * direction)), float(f(x - h * direction))
+    return (fp - fm) / (2 * h), (fp - f0) / h, (f0 - fm) / h
+
+
 def rel_err(a, b, floor):
     return abs(a - b) / max(abs(a), abs(b), floor)
 
 
-def check_gradient(th, x, y, seed, h=1e-3, n_top=3, n_random=3):
+def pixel_verdict(ad, central, fwd, bwd, floor, tol=0.05):
+    """PASS when autograd matches the central difference; else, when the one-sided differences disagree
+    (a kink within h: a ReLU of the classifier or a clamp switching, which the amplification of a small
+    random model brings within 1e-6 of a pixel), "KINK" when autograd lies between them (it is one of the
+    one-sided derivatives there); FAIL otherwise."""
+    if rel_err(ad, central, floor) < tol:
+        return "PASS"
+    lo, hi = min(fwd, bwd), max(fwd, bwd)
+    slack = tol * max(abs(lo), abs(hi), floor)
+    return "KINK" if rel_err(fwd, bwd, floor) > tol and lo - slack <= ad <= hi + slack else "FAIL"
+
+
+def check_gradient(th, x, y, seed, h, n_top=3, n_random=3):
     """Autograd vs central differences of the attack loss for one image in float64 (fixed noise, caption)."""
     _, cond32 = th.caption_states(x)
     g32 = loss_grad(th, x, y, cond32, seed)
@@ -358,12 +397,16 @@ def check_gradient(th, x, y, seed, h=1e-3, n_top=3, n_random=3):
     gen = torch.Generator().manual_seed(seed)
     picks = flat.topk(n_top).indices.tolist() + torch.randint(0, flat.numel(), (n_random,), generator=gen).tolist()
     floor = 1e-3 * float(flat.max())
+    with torch.no_grad():
+        f0 = float(f(x64))
     rows = []
     for p in picks:
         e = torch.zeros_like(x64).flatten()
         e[p] = 1
-        fd = finite_difference(f, x64, e.view_as(x64), h)
-        rows.append(dict(pixel=p, autograd=float(g.flatten()[p]), finite_diff=fd, rel_err=rel_err(float(g.flatten()[p]), fd, floor)))
+        fd, fwd, bwd = differences(f, x64, e.view_as(x64), h, f0)
+        ad = float(g.flatten()[p])
+        rows.append(dict(pixel=p, autograd=ad, finite_diff=fd, forward=fwd, backward=bwd, rel_err=rel_err(ad, fd, floor),
+                         verdict=pixel_verdict(ad, fd, fwd, bwd, floor)))
     d = (torch.rand(x64.shape, generator=gen, dtype=torch.float64) * 2 - 1).to(x64.device)
     fd = finite_difference(f, x64, d, h)
     ad = float((g * d).sum())
@@ -384,13 +427,13 @@ def loss_grad(th, x, y, cond, seed):
     return g
 
 
-def check_caption(th, x, y, args, h=1e-3):
+def check_caption(th, x, y, args, h):
     """Processor vs differentiable preprocessing, and the caption loss's directional derivative (float32)."""
-    ip = th.captioner.processor(images=th.captioner.to_pil(x), return_tensors="pt").pixel_values
+    ip = th.captioner.processor_pixel_values(x)
     q = (x * 255).round() / 255
-    pre = float((th.captioner.pixel_values(q).cpu() - ip).abs().max())
+    pre = float((th.captioner.pixel_values(q) - ip).abs().max())
     target = caption_targets(th, y, args)[2]
-    f = lambda z: th.captioner.teacher_forced_loss(z, *target).sum()
+    f = lambda z: th.captioner.teacher_forced_loss(th.defence_input(z), *target).sum()
     g, _, _ = caption_gradient(th, x, target)
     d = (torch.rand(x.shape, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(x.device)
     fd, ad = finite_difference(f, x, d, h), float((g * d).sum())
@@ -408,23 +451,25 @@ def run_checks(th, args, data):
         good = v < 1e-5
         ok &= good
         print(f"reference equality ({k}): max |diff| = {v:.3e} {'PASS' if good else 'FAIL'} (tolerance 1e-5)")
-    rows, directional, agree = check_gradient(th, x[:1], y[:1], args.seed)
-    print("gradient of the attack loss, float64, central differences h = 1e-3 (3 largest |grad| pixels, 3 random):")
+    rows, directional, agree = check_gradient(th, x[:1], y[:1], args.seed, args.check_h)
+    print(f"gradient of the attack loss, float64, central differences h = {args.check_h:g} (3 largest |grad| pixels, 3 random):")
     for r in rows:
-        good = r["rel_err"] < 0.05
-        ok &= good
+        ok &= r["verdict"] != "FAIL"
+        kink = f" (one-sided {r['backward']:+.6e} / {r['forward']:+.6e})" if r["verdict"] != "PASS" else ""
         print(f"  pixel {r['pixel']:5d}: autograd {r['autograd']:+.6e} finite diff {r['finite_diff']:+.6e} "
-              f"rel err {r['rel_err']:.2e} {'PASS' if good else 'FAIL'}")
+              f"rel err {r['rel_err']:.2e} {r['verdict']}{kink}")
+    ok &= sum(r["verdict"] == "PASS" for r in rows) >= len(rows) // 2  # kinks may excuse a few pixels, not most
     good = directional["rel_err"] < 0.05
     ok &= good
     print(f"  random direction: autograd {directional['autograd']:+.6e} finite diff {directional['finite_diff']:+.6e} "
           f"rel err {directional['rel_err']:.2e} {'PASS' if good else 'FAIL'}")
     print(f"float32 vs float64 gradient: cosine {agree['cosine']:.6f}, sign agreement {agree['sign_agreement']:.4f}, "
           f"max |diff| / max |grad| {agree['max_rel_err']:.2e}")
-    pre, cap = check_caption(th, x, y, args)
-    good = pre < 1e-5 and cap["rel_err"] < 0.05
+    pre, cap = check_caption(th, x, y, args, 1e-3)
+    bound = th.captioner.pixel_values_bound(x.shape[2:]) + 1e-5  # Pillow's 8-bit rounding, when it resizes
+    good = pre < bound and cap["rel_err"] < 0.05
     ok &= good
-    print(f"caption: preprocessing max |diff| {pre:.2e}; teacher-forced loss directional derivative autograd "
+    print(f"caption: preprocessing max |diff| {pre:.2e} (bound {bound:.2e}); teacher-forced loss directional derivative autograd "
           f"{cap['autograd']:+.6e} finite diff {cap['finite_diff']:+.6e} rel err {cap['rel_err']:.2e} {'PASS' if good else 'FAIL'}")
     print("ALL CHECKS PASS" if ok else "SOME CHECKS FAILED")
     return ok
@@ -455,6 +500,9 @@ def parse_args():
     p.add_argument("--device", default="cpu")
     p.add_argument("--no-checkpoint", action="store_true", help="keep every UNet call's activations (more memory, faster)")
     p.add_argument("--check-grad", action="store_true", help="run the gradient and reference checks only")
+    p.add_argument("--check-h", type=float, default=1e-6,
+                   help="--check-grad's float64 finite-difference step (small: a small random model is far from "
+                        "linear at 1e-3)")
     args = p.parse_args()
     if args.mode == "deterministic":
         args.eot = 1

@@ -3,16 +3,19 @@
 
     torch_pipeline.py --pack DIR --list FILE --batch B --threads N --seed S
 
-Per batch of B images (files listed one per line in FILE): PIL decode → BLIP caption
-(transformers' BlipForConditionalGeneration.generate with the pack's beam settings) → purification
-(tools/lgaptools/purify_ref: diffusers UNet/CLIP/DDIM, the pack's default parameters, the caption as
-guide, seed S + index, the batch in one denoising loop like lgap) → 8-bit rounding (as lgap hands the
-purified image on) → the torch classifier. Prints one JSON object: images, seconds per stage, labels and
+Per batch of B images (files listed one per line in FILE), through tools/lgaptools/defence_ref (pixel
+or latent packs): PIL decode (and, with classifier_resize before_purification, the classifier's resize)
+→ BLIP caption (transformers' BlipForConditionalGeneration.generate with the pack's captioning
+settings) → purification (tools/lgaptools/purify_ref: diffusers CLIP/UNet/DDIM and VAE, the pack's
+default parameters, the caption as guide, seed S + index, each image size of the batch in one
+denoising loop like lgap) → 8-bit rounding (as lgap hands the purified image on) → the classifier's
+preprocessing → the torch classifier, K copies voting. Prints one JSON object: images, seconds per stage, labels and
 captions (to check both pipelines agree), and FLOPs per image per stage counted on the first image
 (convolutions, linear layers and the attention matmuls: 2 × multiply-adds).
 """
 import argparse
 import json
+import resource
 import time
 from pathlib import Path
 
@@ -23,7 +26,7 @@ from PIL import Image
 from lgaptools import locations  # noqa: E402
 
 ROOT = locations.repo()
-from lgaptools import classifiers, purify_ref  # noqa: E402
+from lgaptools import defence_ref  # noqa: E402
 
 
 class FlopCounter:
@@ -61,6 +64,18 @@ class FlopCounter:
         return counted
 
 
+def to_tensor(image):
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().unsqueeze(0) / 255
+
+
+def by_size(xs):
+    """Indices of same-size images, in order of first appearance (lgap purifies each size in its own loop)."""
+    groups = {}
+    for i, x in enumerate(xs):
+        groups.setdefault(tuple(x.shape[2:]), []).append(i)
+    return list(groups.values())
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pack", required=True)
@@ -70,53 +85,53 @@ def main():
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    from transformers import BlipForConditionalGeneration, BlipProcessor
-    pack = Path(args.pack)
-    manifest = json.loads((pack / "pack.json").read_text())
-    cap, d = manifest["captioning"], manifest["purification"]
-    ensemble = d.get("ensemble", 1)
-    processor = BlipProcessor.from_pretrained(pack / "captioner")
-    blip = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32).eval()
-    purifier = purify_ref.PixelPurifier(pack, model_size=tuple(manifest["image_size"]), resize_mode=manifest.get("resize", "bicubic"))
-    classifier, config = classifiers.load_frozen(pack / "classifier")
+    defence = defence_ref.ReferenceDefence(args.pack)
+    ensemble = defence.settings()["ensemble"]
+    config = defence.classifier_config
     files = [l for l in Path(args.list).read_text().splitlines() if l.strip()]
 
-    def caption(images):
-        pixel = processor(images=images, return_tensors="pt").pixel_values
-        ids = blip.generate(pixel_values=pixel, num_beams=cap["num_beams"], max_length=cap["max_length"],
-                            min_length=cap["min_length"], synced_gpus=False)
-        return [processor.decode(i, skip_special_tokens=True) for i in ids]
+    def decode(group):
+        """PIL decode, then (classifier_resize before_purification) the classifier's input."""
+        return [defence.prepare(to_tensor(Image.open(f).convert("RGB"))) for f in group]
 
-    def purify(images, texts, first):
-        xs = [torch.from_numpy(np.array(im)).permute(2, 0, 1).float().unsqueeze(0) / 255 for im in images]
-        outs = purifier.purify_batch(xs, texts, d["strength"], d["steps"], d["guidance"],
-                                     [args.seed + first + i for i in range(len(xs))], eta=d.get("eta", 0.0),
-                                     ensemble=ensemble)
-        return torch.cat([(o * 255).round() / 255 for o in outs])
+    def caption(xs):
+        texts = [""] * len(xs)
+        for idx in by_size(xs):
+            for i, t in zip(idx, defence.captions(torch.cat([xs[i] for i in idx]))):
+                texts[i] = t
+        return texts
 
-    def classify(x):
+    def purify(xs, texts, first):
+        outs = [None] * len(xs)
+        for idx in by_size(xs):
+            out = defence.purify(torch.cat([xs[i] for i in idx]), [texts[i] for i in idx], [args.seed + first + i for i in idx])
+            for j, i in enumerate(idx):
+                outs[i] = out[j * ensemble:(j + 1) * ensemble]
+        return outs
+
+    def classify(outs):
         # An ensemble's K purifications of one image vote with their averaged probabilities, as lgap's do.
-        probs = classifier(x).softmax(1)
-        return probs.view(-1, ensemble, probs.shape[1]).mean(1).argmax(1).tolist()
+        return [int(defence.probabilities(o, ensemble).argmax(1)) for o in outs]
 
     # FLOPs per image per stage, on the first image (one batch of one).
-    counter = FlopCounter([blip, purifier.text_encoder, purifier.unet, classifier])
+    purifier = defence.purifier
+    models = [purifier.text_encoder, purifier.unet, defence.net] + [m for m in (getattr(purifier, "vae", None),) if m is not None]
+    counter = FlopCounter(models + ([defence.captioner.model] if defence.captioner else []))
     flops = {}
     with torch.no_grad():
-        first = [Image.open(files[0]).convert("RGB")]
-        for name, fn in (("caption", lambda: caption(first)),):
-            counter.active, counter.total = True, 0
-            texts = fn()
-            flops[name] = counter.total
+        first = decode(files[:1])
         counter.active, counter.total = True, 0
-        x = purify(first, texts, 0)
+        texts = caption(first)
+        flops["caption"] = counter.total
+        counter.active, counter.total = True, 0
+        outs = purify(first, texts, 0)
         flops["purify"] = counter.total
         counter.active, counter.total = True, 0
-        classify(x)
+        classify(outs)
         flops["classify"] = counter.total
         counter.active = False
         # Warm-up batch (not timed), like the Swift side.
-        warm = [Image.open(f).convert("RGB") for f in files[:args.batch]]
+        warm = decode(files[:args.batch])
         classify(purify(warm, caption(warm), 0))
 
     seconds = {"decode": 0.0, "caption": 0.0, "purify": 0.0, "classify": 0.0}
@@ -126,22 +141,23 @@ def main():
         for start in range(0, len(files), args.batch):
             group = files[start:start + args.batch]
             t = time.perf_counter()
-            images = [Image.open(f).convert("RGB") for f in group]
+            xs = decode(group)
             seconds["decode"] += time.perf_counter() - t
             t = time.perf_counter()
-            texts = caption(images)
+            texts = caption(xs)
             seconds["caption"] += time.perf_counter() - t
             t = time.perf_counter()
-            x = purify(images, texts, start)
+            outs = purify(xs, texts, start)
             seconds["purify"] += time.perf_counter() - t
             t = time.perf_counter()
-            labels += classify(x)
+            labels += classify(outs)
             seconds["classify"] += time.perf_counter() - t
             captions += texts
     total = time.perf_counter() - t_all
     print(json.dumps({"images": len(files), "seconds": total, "stages": seconds, "flops": flops,
                       "labels": [config["class_names"][i] if "class_names" in config else i for i in labels],
-                      "captions": captions, "threads": args.threads}))
+                      "captions": captions, "threads": args.threads,
+                      "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 
 
 if __name__ == "__main__":

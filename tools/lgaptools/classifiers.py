@@ -7,13 +7,23 @@ attacks and reference pipelines.
   convShortcut, block1..3.layer.N, bn1, fc), so RobustBench state_dicts load unchanged.
 - torchvision's resnet50 comes from torchvision itself (Debian's python3-torchvision).
 `load_folder(path)` builds the right one from a classifier folder (config.json + model.safetensors).
+
+`resize_input(x, config)` is the classifier's input as lgap makes it (Sources/Models/Classifier/
+ImageClassifier.swift `resized`): the 8-bit image, Pillow-resized to config "input_size" with config
+"resize" ("resize": straight to input_size when the size differs; "resize_center_crop": the shorter side
+to resize_to, then the centre crop). `resize_input_differentiable` is the same with Pillow's resampling
+as a linear map (lgaptools/resample.py) for attacks: exact when the size already matches.
 """
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image
+
+from . import resample
 
 CIFAR_MEAN = [0.485, 0.456, 0.406]
 CIFAR_STD = [0.229, 0.224, 0.225]
@@ -166,6 +176,53 @@ def load_frozen(folder):
     for q in net.parameters():
         q.requires_grad_(False)
     return net, config
+
+
+def _resize_plan(hw, config):
+    """(size to resize to or None, crop size or None) for an image of size hw, as ImageClassifier.resized."""
+    h, w = config["input_size"]
+    r = config.get("resize", {"policy": "resize"})
+    if r.get("policy", "resize") == "resize_center_crop":
+        size = r.get("resize_to") or max(h, w)
+        ih, iw = hw
+        rw, rh = (size, int(size * ih / iw)) if iw <= ih else (int(size * iw / ih), size)
+        return (None if (rh, rw) == (ih, iw) else (rh, rw)), (h, w)
+    return (None if tuple(hw) == (h, w) else (h, w)), None
+
+
+def center_crop(x, h, w):
+    """x: [N, C, H, W] → the centre h × w (offsets rounded half to even, as torchvision's CenterCrop and
+    ImageClassifier.swift's centerCrop; zeros where the crop leaves the image)."""
+    top, left = round((x.shape[2] - h) / 2), round((x.shape[3] - w) / 2)
+    pad = (max(-left, 0), max(left + w - x.shape[3], 0), max(-top, 0), max(top + h - x.shape[2], 0))
+    if any(pad):
+        x = F.pad(x, pad)
+        top, left = top + pad[2], left + pad[0]
+    return x[:, :, top:top + h, left:left + w]
+
+
+def pil_filter(config):
+    return config.get("resize", {}).get("filter") or "bilinear"
+
+
+def resize_input(x, config):
+    """[N, 3, H, W] in [0, 1] → the classifier's 8-bit input [N, 3, h, w] / 255, made with Pillow."""
+    size, crop = _resize_plan(x.shape[2:], config)
+    q = (x.detach().cpu() * 255).round().clamp(0, 255).to(torch.uint8)
+    if size is not None:
+        filt = getattr(Image, pil_filter(config).upper())
+        arrs = [np.asarray(Image.fromarray(a.permute(1, 2, 0).numpy()).resize((size[1], size[0]), filt)) for a in q]
+        q = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2)
+    out = q.float() / 255
+    return (center_crop(out, *crop) if crop else out).to(x.device)
+
+
+def resize_input_differentiable(x, config):
+    """resize_input without the 8-bit rounding, differentiable (the identity when the size matches)."""
+    size, crop = _resize_plan(x.shape[2:], config)
+    if size is not None:
+        x = resample.pil_resize(x, size, pil_filter(config))
+    return center_crop(x, *crop) if crop else x
 
 
 class Normalized(nn.Module):

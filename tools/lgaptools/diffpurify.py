@@ -1,28 +1,29 @@
-"""Differentiable LGAP purification and captioning for white-box attacks (tools/attack/pgd_eot.py).
+"""Differentiable LGAP purification for white-box attacks (tools/attack/pgd_eot.py).
 
-`DiffPurifier` repeats purify_ref.PixelPurifier's computation with gradients kept: optional resize,
-2x − 1, add_noise at the first timestep of img2img's schedule (the noise a constant drawn from a
-per-image torch.Generator in the reference's order), every UNet call of the DDIM loop with both
+`DiffPurifier` repeats purify_ref's computation (PixelPurifier or LatentPurifier, whichever the pack
+needs) with gradients kept: optional resize, 2x − 1, for latent packs the VAE encoder and the posterior
+sample mean + std·z (z a constant), × scaling_factor, add_noise at the start timestep of img2img's
+schedule (pack.json noise_schedule "diffusers" or "compvis"), every UNet call of the DDIM loop with both
 classifier-free-guidance branches, the DDIM update written out here (no scheduler.step, whose output is
-the same but which is not meant to be differentiated), (x/2 + 0.5).clamp(0, 1) and the resize back.
-With the same seed it equals PixelPurifier.purify to float rounding (pgd_eot.py --check-grad measures
-it). Each UNet call can be checkpointed (recomputed in the backward pass) so memory stays at about one
-UNet call's activations whatever the number of DDIM steps.
+the same but which is not meant to be differentiated), for latent packs the VAE decoder, (x/2 + 0.5)
+.clamp(0, 1) and the resize back. The random draws are constants drawn from a per-image torch.Generator
+in the reference's order (posterior sample, start noise, then per-step variance noise when eta > 0), so
+with the same seed it equals purify_ref's purify to float rounding (pgd_eot.py --check-grad and
+tools/tests/test_latent_tools.py measure it). Each UNet call can be checkpointed (recomputed in the
+backward pass) so memory stays at about one UNet call's activations whatever the number of DDIM steps.
 
-`BlipCaptioner` is the pack's captioner as the defence runs it (8-bit image → BlipProcessor → generate
-with pack.json's captioning settings) plus a differentiable teacher-forced loss for caption attacks.
-`mentioned` is JobProcessing's ConsistencyCheck.mentioned (whole-word class names and synonyms).
+The captioner the attacks use is lgaptools/captioner_ref.BlipCaptioner. `mentioned` is
+JobProcessing's ConsistencyCheck.mentioned (whole-word class names and synonyms).
 """
 import json
 import math
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.checkpoint import checkpoint
 
 from . import purify_ref
@@ -51,80 +52,88 @@ class Settings:
         return asdict(self)
 
 
+class Noise(NamedTuple):
+    """One purification's random draws for a batch, image-major: posterior [B, C, h, w] (latent packs;
+    None for pixel packs), start [B·K, C, h, w], per-step list of [B·K, C, h, w] (None when eta = 0)."""
+    start: torch.Tensor
+    steps: Optional[list]
+    posterior: Optional[torch.Tensor] = None
+
+
 class DiffPurifier:
-    """PixelPurifier with gradients: purify(x, states, noise) for a batch of images, K copies each."""
+    """purify_ref's purifier with gradients: purify(x, states, noise) for a batch of images, K copies each."""
 
     def __init__(self, pack, manifest, checkpointing=True, device="cpu"):
-        self.ref = purify_ref.PixelPurifier(pack, model_size=tuple(manifest["image_size"]),
-                                            resize_mode=manifest.get("resize", "bicubic"))
+        self.ref = purify_ref.load_purifier(pack, manifest)
         cfg = self.ref.scheduler.config
         if cfg.prediction_type != "epsilon" or cfg.thresholding:
             raise SystemExit(f"DiffPurifier supports epsilon prediction without thresholding, not {cfg.prediction_type}")
         self.device = torch.device(device)
-        self.ref.unet.to(self.device)
-        for q in self.ref.unet.parameters():
-            q.requires_grad_(False)
+        self.vae = getattr(self.ref, "vae", None)
+        for m in (self.ref.unet, self.vae):
+            if m is not None:
+                m.to(self.device)
+                for q in m.parameters():
+                    q.requires_grad_(False)
         self.unet = self.ref.unet
         self.checkpointing = checkpointing
         self.dtype = torch.float32
 
     def to_dtype(self, dtype):
-        """Runs the UNet (and the schedule) in `dtype`; float64 is for finite-difference checks."""
+        """Runs the UNet, the VAE and the schedule in `dtype`; float64 is for finite-difference checks."""
         self.unet.to(dtype)
+        if self.vae is not None:
+            self.vae.to(dtype)
         self.dtype = dtype
         return self
 
     # Schedule -------------------------------------------------------------------------------------
     def schedule(self, s):
-        """[(t, ᾱ_t, ᾱ_prev, σ_t)] of the img2img DDIM loop: the timesteps diffusers runs for strength s."""
+        """(ᾱ at the start-noise timestep, [(t, ᾱ_t, ᾱ_prev, σ_t)] of the img2img DDIM loop for strength s)."""
         sched = self.ref.scheduler
-        sched.set_timesteps(s.steps)
-        t_start = max(s.steps - min(int(s.steps * s.strength), s.steps), 0)
+        timesteps, start = purify_ref.img2img_timesteps(sched, s.steps, s.strength, self.ref.noise_schedule)
         ac = sched.alphas_cumprod.to(self.dtype)
         final = torch.as_tensor(sched.final_alpha_cumprod).to(self.dtype)
         stride = sched.config.num_train_timesteps // sched.num_inference_steps
         plan = []
-        for t in sched.timesteps[t_start:]:
+        for t in timesteps:
             prev = int(t) - stride
             a_t = ac[t]
             a_prev = ac[prev] if prev >= 0 else final
             variance = ((1 - a_prev) / (1 - a_t)) * (1 - a_t / a_prev)  # DDIMScheduler._get_variance
             plan.append((t, a_t, a_prev, s.eta * variance ** 0.5))
-        return plan
+        return ac[int(start)], plan
 
     # Randomness -----------------------------------------------------------------------------------
     def draw_noise(self, seeds, s, shape):
-        """Per image, the reference's draws from torch.Generator().manual_seed(seed): the start noise
-        [K, *shape] then, only when eta > 0, one [K, *shape] per DDIM step. Returns (start [B·K, ...],
-        per-step list or None), image-major like the reference's batches."""
-        n_steps = len(self.schedule(s))
-        starts, steps = [], []
+        """Per image, the reference's draws from torch.Generator().manual_seed(seed): for latent packs the
+        posterior sample [1, *shape], then the start noise [K, *shape], then, only when eta > 0, one
+        [K, *shape] per DDIM step. Returns a Noise, image-major like the reference's batches."""
+        n_steps = len(self.schedule(s)[1])
+        posts, starts, steps = [], [], []
         for seed in seeds:
             g = torch.Generator().manual_seed(int(seed))
+            if self.vae is not None:
+                posts.append(torch.randn((1,) + tuple(shape), generator=g))
             starts.append(torch.randn((s.ensemble,) + tuple(shape), generator=g))
             if s.eta > 0:
                 steps.append([torch.randn((s.ensemble,) + tuple(shape), generator=g) for _ in range(n_steps)])
-        start = torch.cat(starts).to(self.device, self.dtype)
-        if s.eta <= 0:
-            return start, None
-        per_step = [torch.cat([st[i] for st in steps]).to(self.device, self.dtype) for i in range(n_steps)]
-        return start, per_step
+        move = lambda t: t.to(self.device, self.dtype)
+        per_step = [move(torch.cat([st[i] for st in steps])) for i in range(n_steps)] if s.eta > 0 else None
+        return Noise(move(torch.cat(starts)), per_step, move(torch.cat(posts)) if posts else None)
 
     def noise_shape(self, image_hw):
-        return (3,) + tuple(self.ref.model_size or image_hw)
+        """[C, h, w] of the diffusion space for images of size image_hw."""
+        return self.ref.latent_shape(image_hw)
 
     # Text -----------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode(self, captions):
-        """CLIP text states [B, 77, D] (constants for the gradient); "" gives the unconditional states."""
-        return self.ref.encode(list(captions)).to(self.device, self.dtype)
+        """CLIP text states [B, 77, D] (constants for the gradient); "" gives the unconditional states.
+        One caption at a time, as the reference and lgap encode them (the same float rounding)."""
+        return torch.cat([self.ref.encode([c]) for c in captions]).to(self.device, self.dtype)
 
     # The purification -----------------------------------------------------------------------------
-    def _resize(self, x, size):
-        if tuple(x.shape[2:]) == tuple(size):
-            return x
-        return F.interpolate(x, size=tuple(size), mode=self.ref.resize_mode, align_corners=False)
-
     def _guided_eps(self, latents, t, context, guidance):
         """One UNet call (both CFG branches in one batch, unconditional first) → guided ε."""
         cfg = guidance > 1
@@ -145,17 +154,28 @@ class DiffPurifier:
         prev = a_prev ** 0.5 * x0 + (1 - a_prev - sigma ** 2) ** 0.5 * eps
         return prev + sigma * noise if noise is not None else prev
 
+    def initial(self, z, posterior_noise):
+        """[B, 3, mh, mw] in [−1, 1] → the clean start: z itself, or the VAE posterior sample × scaling."""
+        if self.vae is None:
+            return z
+        out = []
+        for i in range(len(z)):  # one image at a time, as the reference encodes them (same float rounding)
+            post = self.vae.encode(z[i:i + 1]).latent_dist
+            out.append(self.ref.scaling_factor * (post.mean + post.std * posterior_noise[i:i + 1]))
+        return torch.cat(out)
+
+    def decode(self, latents):
+        return latents if self.vae is None else self.vae.decode(latents / self.ref.scaling_factor).sample
+
     def purify(self, x, cond, noise, s, uncond=None):
         """x: [B, 3, H, W] in [0, 1] (may require grad); cond: [B, 77, D] caption states; noise: draw_noise's
-        pair. Returns [B·K, 3, H, W] in [0, 1], K = s.ensemble consecutive copies per image."""
-        start_noise, step_noise = noise
+        Noise. Returns [B·K, 3, H, W] in [0, 1], K = s.ensemble consecutive copies per image."""
         k = s.ensemble
         h, w = x.shape[2:]
-        plan = self.schedule(s)
-        z = 2.0 * self._resize(x, self.ref.model_size or (h, w)) - 1.0
+        a_start, plan = self.schedule(s)
+        z = self.initial(2.0 * self.ref.resize(x.contiguous(), self.ref.working_size((h, w))) - 1.0, noise.posterior)
         z = z.repeat_interleave(k, dim=0)
-        _, a0, _, _ = plan[0]
-        latents = a0 ** 0.5 * z + (1 - a0) ** 0.5 * start_noise  # scheduler.add_noise at the first timestep
+        latents = a_start ** 0.5 * z + (1 - a_start) ** 0.5 * noise.start  # scheduler.add_noise
         cond = cond.repeat_interleave(k, dim=0)
         if s.guidance > 1:
             uncond = self.encode([""]) if uncond is None else uncond
@@ -169,10 +189,10 @@ class DiffPurifier:
                 eps = checkpoint(self._guided_eps, latents, t, context, s.guidance, use_reentrant=False)
             else:
                 eps = self._guided_eps(latents, t, context, s.guidance)
-            latents = self.ddim_step(eps, latents, a_t, a_prev, sigma, clip, None if step_noise is None else step_noise[i])
-        out = (latents / 2 + 0.5).clamp(0, 1)
+            latents = self.ddim_step(eps, latents, a_t, a_prev, sigma, clip, None if noise.steps is None else noise.steps[i])
+        out = (self.decode(latents) / 2 + 0.5).clamp(0, 1)
         if tuple(out.shape[2:]) != (h, w):
-            out = self._resize(out, (h, w)).clamp(0, 1)
+            out = self.ref.resize(out, (h, w)).clamp(0, 1)
         return out
 
 
@@ -197,68 +217,6 @@ def mentioned(caption, classes, synonyms):
     text = " " + " ".join(words) + " "
     return [i for i, c in enumerate(classes)
             if any(f" {name.lower()} " in text for name in list(synonyms.get(c, [])) + [c])]
-
-
-class BlipCaptioner:
-    """The pack's BLIP captioner: captions as the defence makes them, and a teacher-forced loss."""
-
-    def __init__(self, pack, manifest, device="cpu"):
-        from transformers import BlipForConditionalGeneration, BlipProcessor
-        pack = Path(pack)
-        self.settings = manifest["captioning"]
-        self.device = torch.device(device)
-        self.processor = BlipProcessor.from_pretrained(pack / "captioner")
-        self.model = BlipForConditionalGeneration.from_pretrained(pack / "captioner", torch_dtype=torch.float32)
-        self.model.eval().to(self.device)
-        for q in self.model.parameters():
-            q.requires_grad_(False)
-        ip = self.processor.image_processor
-        self.size = (ip.size["height"], ip.size["width"])
-        self.mean = torch.tensor(ip.image_mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(ip.image_std, device=self.device).view(1, 3, 1, 1)
-
-    @staticmethod
-    def to_pil(x):
-        """[B, 3, H, W] in [0, 1] → 8-bit PIL images (what the defence receives)."""
-        q = (x.detach().cpu() * 255).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        return [Image.fromarray(np.ascontiguousarray(a)) for a in q]
-
-    @torch.no_grad()
-    def captions(self, x):
-        """Captions of the 8-bit quantised images, beam settings of pack.json (as bpda_eot's Defence)."""
-        c = self.settings
-        px = self.processor(images=self.to_pil(x), return_tensors="pt").pixel_values.to(self.device)
-        out = self.model.generate(pixel_values=px, num_beams=c["num_beams"], min_length=c["min_length"],
-                                  max_length=c["max_length"], synced_gpus=False)  # False: skips torch.distributed, which
-        # Debian's torch 1.13 cannot import under Python 3.11
-        return [self.processor.decode(o, skip_special_tokens=True) for o in out]
-
-    def pixel_values(self, x):
-        """Differentiable BlipImageProcessor: resize (bicubic; PIL's when sizes match is the identity),
-        normalise. x in [0, 1] stands for the rescaled 8-bit image."""
-        if tuple(x.shape[2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bicubic", align_corners=False)
-        return (x - self.mean) / self.std
-
-    def target_ids(self, texts, with_eos=False):
-        """Token ids as the captioner was trained on them ([DEC] first) and the 0/1 mask of the positions
-        the loss scores (the words, plus [SEP] when with_eos)."""
-        tok = self.processor.tokenizer
-        enc = tok(list(texts), padding=True, return_tensors="pt")
-        ids = enc.input_ids.clone()
-        ids[:, 0] = self.model.config.text_config.bos_token_id
-        scored = enc.attention_mask.clone()
-        scored[:, 0] = 0
-        if not with_eos:
-            scored[ids == tok.sep_token_id] = 0
-        return ids.to(self.device), enc.attention_mask.to(self.device), scored.to(self.device)
-
-    def teacher_forced_loss(self, x, ids, mask, scored):
-        """Per-image mean cross-entropy (no label smoothing) of the target tokens given the image → [B]."""
-        logits = self.model(pixel_values=self.pixel_values(x), input_ids=ids, attention_mask=mask).logits
-        ce = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none")
-        w = scored[:, 1:].to(ce.dtype)
-        return (ce * w).sum(1) / w.sum(1).clamp_min(1)
 
 
 def load_manifest(pack):
