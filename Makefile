@@ -8,7 +8,7 @@ PYTHON3 ?= /usr/bin/python3
 RELEASE := -c release
 TESTFLAGS := $(RELEASE) -Xswiftc -enable-testing
 
-.PHONY: deps build test test-deb bench install uninstall deb demo clean lint format
+.PHONY: deps build test test-tools test-deb bench install uninstall deb demo clean lint format
 
 deps:
 	scripts/setup-debian.sh
@@ -20,6 +20,15 @@ test: deps
 	$(SWIFT) build $(TESTFLAGS) --build-tests
 	scripts/with-test-postgres.sh $(SWIFT) test $(TESTFLAGS) --skip-build
 	PYTHONPATH=clients/python $(PYTHON3) -m unittest discover -s clients/python/tests
+
+# The Python tools with the engine: tiny checkpoints in the real Hugging Face / RobustBench formats
+# through the pack builder, lgapctl and lgapd against transformers and diffusers, and the reference
+# tools on a latent pack. Needs PyTorch: tools/setup-venv.sh makes $(TOOLS_VENV) (CI runs it).
+TOOLS_VENV ?= .build/tools-venv
+test-tools: deps
+	$(SWIFT) build $(TESTFLAGS) --build-tests
+	tools/setup-venv.sh $(TOOLS_VENV)
+	cd tools && OPENBLAS_NUM_THREADS=1 ../$(TOOLS_VENV)/bin/python -m unittest discover -v -s tests
 
 bench: build
 	.build/release/lgap-bench pipeline
